@@ -1,1 +1,72 @@
-fn main() {}
+//! `cairn`: the server binary. Parses etcd-compatible flags (and ETCD_*/CAIRN_* environment
+//! variables), opens the member's store, serves every client protocol on the client URLs, and
+//! shuts down cleanly on SIGINT/SIGTERM.
+
+mod config;
+mod listen;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cairn_raft::CairnNode;
+use clap::Parser;
+
+use crate::config::Flags;
+
+fn main() -> ExitCode {
+    config::import_etcd_env();
+    let flags = Flags::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(format!("{},openraft=warn", flags.log_level))
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cairn: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(flags)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cairn: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(flags: Flags) -> anyhow::Result<()> {
+    let node_config = flags.node_config()?;
+    // Bind first: a taken port is reported before anything is written to disk.
+    let listeners = listen::bind_all(&flags.listen_client_urls).await?;
+    let node = CairnNode::open(node_config).await?;
+    if !node.wait_for_leader(Duration::from_secs(10)).await {
+        tracing::warn!("no leader yet; serving anyway (requests fail with 'no leader' until one is elected)");
+    }
+    tracing::info!(
+        name = node.name(),
+        member_id = format!("{:x}", node.member_id()),
+        cluster_id = format!("{:x}", node.cluster_id()),
+        "ready to serve client requests on {}",
+        flags.listen_client_urls.join(",")
+    );
+    let routes = cairn_etcd_v3::routes(node.clone(), flags.max_request_bytes);
+    let result = listen::serve(listeners, routes, shutdown_signal()).await;
+    node.shutdown().await;
+    tracing::info!("stopped");
+    result
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("received a stop signal, shutting down");
+}

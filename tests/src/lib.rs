@@ -1,1 +1,153 @@
-//! placeholder
+//! Test harness for Cairn's cross-crate tests: runs the real `cairn` binary on a free
+//! 127.0.0.1 port with a temp data dir, and always stops it (also when a test fails).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `cairn` binary next to this test executable (target/<profile>/cairn), or `CAIRN_BIN`.
+pub fn cairn_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CAIRN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/cairn
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("cairn");
+    assert!(bin.exists(), "{} not found: run `cargo build --bins` before the tests", bin.display());
+    bin
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
+}
+
+/// A running cairn process.
+pub struct Cairn {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Cairn {
+    /// Starts cairn on a free port with `data_dir` and waits until it answers.
+    pub fn start(data_dir: &Path) -> Cairn {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Like [`Cairn::start`], with extra flags.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Cairn {
+        let port = free_port();
+        let mut cairn = Self::spawn(data_dir, port, extra);
+        cairn.wait_ready(Duration::from_secs(30));
+        cairn
+    }
+
+    /// Starts cairn without waiting for it.
+    pub fn spawn(data_dir: &Path, port: u16, extra: &[&str]) -> Cairn {
+        let url = format!("http://127.0.0.1:{port}");
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let child = Command::new(cairn_bin())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn cairn");
+        Cairn { child: Some(child), port, data_dir: data_dir.to_path_buf(), log }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let url = self.url();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("cairn exited with {status} before it was ready:\n{}", self.log());
+            }
+            let ok = rt.block_on(async {
+                match etcd_client::Client::connect([url.as_str()], None).await {
+                    Ok(mut c) => c.status().await.is_ok(),
+                    Err(_) => false,
+                }
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "cairn not ready after {timeout:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Cairn {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs cairn to completion with `args` (for flag and start-up error tests), with a timeout.
+pub fn run_cairn(args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(cairn_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cairn");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait_with_output().expect("output");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A multi-threaded runtime for a test body.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}

@@ -1,1 +1,23 @@
-//! placeholder
+//! Cairn's consensus layer: openraft wired to the RocksDB log store and MVCC state machine,
+//! and [`CairnNode`], the one handle every protocol adapter calls.
+//!
+//! A write is proposed as a [`cairn_mvcc::WriteCommand`] log entry; the log store makes it
+//! durable (fsynced, with concurrent appends sharing one fsync) before openraft commits it; the
+//! state machine applies it to the MVCC store in a write batch that also records the applied log
+//! id, and the outcome travels back to the caller. Linearizable reads wait for a read index;
+//! serializable reads go straight to the local store.
+
+mod ids;
+mod log_store;
+mod network;
+mod node;
+mod snapshot;
+mod state_machine;
+mod types;
+
+pub use ids::{cluster_id_for, member_id_for};
+pub use log_store::LogStore;
+pub use cairn_mvcc::Limits;
+pub use node::{CairnNode, NodeConfig, OpenError};
+pub use state_machine::StateMachine;
+pub use types::{CommandResponse, MemberNode, TypeConfig};

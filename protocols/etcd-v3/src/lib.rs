@@ -1,1 +1,55 @@
-//! placeholder
+//! The etcd v3 gRPC adapter: etcd's services, with etcd's package, message and field names, so
+//! unmodified etcd clients (etcdctl, clientv3, python etcd3, ...) talk to Cairn.
+//!
+//! Each service file translates protobuf messages into `cairn_api` calls and back
+//! ([`convert`]); every core error becomes etcd's gRPC code and exact message in one place
+//! ([`errors`]). The adapter is generic over the core's traits and never names Raft or RocksDB.
+
+pub mod convert;
+pub mod errors;
+mod cluster;
+mod kv;
+mod maintenance;
+
+pub use cluster::ClusterService;
+pub use kv::KvService;
+pub use maintenance::MaintenanceService;
+
+/// The generated protobuf types and gRPC stubs.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    pub mod mvccpb {
+        tonic::include_proto!("mvccpb");
+    }
+    pub mod authpb {
+        tonic::include_proto!("authpb");
+    }
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
+    pub mod v3lockpb {
+        tonic::include_proto!("v3lockpb");
+    }
+    pub mod v3electionpb {
+        tonic::include_proto!("v3electionpb");
+    }
+}
+
+/// gRPC's own allowance for framing above `--max-request-bytes` (etcd allows the same), so a
+/// request slightly over the limit gets etcd's "request is too large" rather than a transport
+/// error.
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Builds the gRPC routes of every etcd v3 service Cairn serves, on `store`.
+pub fn routes<S>(store: S, max_request_bytes: usize) -> tonic::service::Routes
+where
+    S: cairn_api::Kv + cairn_api::Cluster + cairn_api::Maintenance,
+{
+    use pb::etcdserverpb::cluster_server::ClusterServer;
+    use pb::etcdserverpb::kv_server::KvServer;
+    use pb::etcdserverpb::maintenance_server::MaintenanceServer;
+    let max = max_request_bytes + GRPC_OVERHEAD_BYTES;
+    tonic::service::Routes::new(KvServer::new(KvService::new(store.clone())).max_decoding_message_size(max))
+        .add_service(ClusterServer::new(ClusterService::new(store.clone())).max_decoding_message_size(max))
+        .add_service(MaintenanceServer::new(MaintenanceService::new(store)).max_decoding_message_size(max))
+}

@@ -1,0 +1,70 @@
+//! The one error type the core returns to adapters. Each adapter maps every variant, once, to
+//! its protocol's own codes and messages (etcd's gRPC codes and exact texts, v2 error codes,
+//! Redis error replies). Variant docs say which etcd error they stand for.
+
+use serde::{Deserialize, Serialize};
+
+/// Errors a client request can meet in the core.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum StoreError {
+    /// etcd `ErrEmptyKey`.
+    #[error("key is not provided")]
+    EmptyKey,
+    /// etcd `ErrKeyNotFound` (ignore_value/ignore_lease on a missing key).
+    #[error("key not found")]
+    KeyNotFound,
+    /// etcd `ErrValueProvided` (ignore_value with a value).
+    #[error("value is provided")]
+    ValueProvided,
+    /// etcd `ErrLeaseProvided` (ignore_lease with a lease).
+    #[error("lease is provided")]
+    LeaseProvided,
+    /// etcd `ErrTooManyOps`: more operations in one txn than the configured maximum.
+    #[error("too many operations in txn request")]
+    TooManyOps,
+    /// etcd `ErrDuplicateKey`: a txn modifies the same key twice.
+    #[error("duplicate key given in txn request")]
+    DuplicateKey,
+    /// etcd `ErrInvalidSortOption`.
+    #[error("invalid sort option")]
+    InvalidSortOption,
+    /// A compare or request op outside etcd's enums (etcd itself would fail the request).
+    #[error("invalid compare or request op")]
+    InvalidCompare,
+    /// etcd `ErrCompacted`: the revision asked for was compacted away.
+    #[error("required revision has been compacted")]
+    Compacted,
+    /// etcd `ErrFutureRev`: the revision asked for is above the current one.
+    #[error("required revision is a future revision")]
+    FutureRevision,
+    /// etcd `ErrLeaseNotFound`.
+    #[error("requested lease not found")]
+    LeaseNotFound,
+    /// etcd `ErrLeaseExist`.
+    #[error("lease already exists")]
+    LeaseExists,
+    /// etcd `ErrLeaseTTLTooLarge`.
+    #[error("too large lease TTL")]
+    LeaseTtlTooLarge,
+    /// etcd `ErrRequestTooLarge`: the request is larger than --max-request-bytes.
+    #[error("request is too large")]
+    RequestTooLarge,
+    /// etcd `ErrNoSpace`: the backend quota is exhausted.
+    #[error("database space exceeded")]
+    NoSpace,
+    /// etcd `ErrNoLeader`: this member knows no leader (election in progress or quorum lost).
+    #[error("no leader")]
+    NoLeader,
+    /// etcd `ErrTimeout`.
+    #[error("request timed out")]
+    Timeout,
+    /// etcd `ErrStopped`: the server is shutting down.
+    #[error("server stopped")]
+    Stopped,
+    /// etcd `ErrMemberNotFound`.
+    #[error("member not found")]
+    MemberNotFound,
+    /// A storage or consensus failure that is not the client's doing. The text is for logs.
+    #[error("internal error: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,37 @@
+//! The capabilities the core offers adapters. One handle implements them all and is cheap to
+//! clone; adapters are generic over these traits so they never name the Raft or storage types.
+
+use std::future::Future;
+
+use crate::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    MemberListResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, StatusResponse,
+    StoreError, TxnRequest, TxnResponse,
+};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The multi-version key-value store.
+pub trait Kv: Clone + Send + Sync + 'static {
+    fn range(&self, req: RangeRequest) -> impl Future<Output = StoreResult<RangeResponse>> + Send;
+    fn put(&self, req: PutRequest) -> impl Future<Output = StoreResult<PutResponse>> + Send;
+    fn delete_range(
+        &self,
+        req: DeleteRangeRequest,
+    ) -> impl Future<Output = StoreResult<DeleteRangeResponse>> + Send;
+    fn txn(&self, req: TxnRequest) -> impl Future<Output = StoreResult<TxnResponse>> + Send;
+    fn compact(
+        &self,
+        req: CompactionRequest,
+    ) -> impl Future<Output = StoreResult<CompactionResponse>> + Send;
+}
+
+/// Membership as the cluster sees it.
+pub trait Cluster: Clone + Send + Sync + 'static {
+    fn member_list(&self) -> impl Future<Output = StoreResult<MemberListResponse>> + Send;
+}
+
+/// Per-member status and upkeep.
+pub trait Maintenance: Clone + Send + Sync + 'static {
+    fn status(&self) -> impl Future<Output = StoreResult<StatusResponse>> + Send;
+}

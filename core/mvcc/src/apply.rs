@@ -1,0 +1,338 @@
+//! The write side: applies one committed command to a RocksDB write batch, deterministically.
+//!
+//! A command that changes anything gets the next main revision; each key it changes gets a
+//! sub-revision in order. A command refused by etcd's rules (missing key for ignore_value, a
+//! compacted revision, ...) leaves the batch untouched and answers the error, so every member
+//! refuses it alike. Reads inside a txn see the txn's earlier writes through an overlay.
+
+use cairn_api::{
+    Compare, CompareResult, CompareTarget, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, KeyValue, PutRequest, PutResponse, RangeResponse, RequestOp, ResponseHeader,
+    ResponseOp, StoreError, TxnRequest, TxnResponse,
+};
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{encode, encode_i64, Change, Version};
+use crate::error::{MvccError, Result};
+use crate::layout::{self, CF_HISTORY, CF_KV, CF_META, CF_REVISIONS};
+use crate::read::{Overlay, Reader, StoreMeta};
+use crate::Db;
+
+/// A state change, as replicated through the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteCommand {
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compact(CompactionRequest),
+}
+
+/// The answer to a [`WriteCommand`], header revision and term filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApplyOutcome {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact(CompactionResponse),
+}
+
+/// Applies commands in log order. Holds the revision counters between commands, so it must be
+/// the only writer of the MVCC column families.
+pub struct Applier {
+    meta: StoreMeta,
+}
+
+/// One pending write of a command, kept until the command is known to succeed.
+enum Write {
+    Put(&'static str, Vec<u8>, Vec<u8>),
+    Delete(&'static str, Vec<u8>),
+}
+
+/// The state of the command being applied.
+struct Pending<'r, 'db> {
+    reader: &'r Reader<'db>,
+    meta: StoreMeta,
+    overlay: Overlay,
+    writes: Vec<Write>,
+    /// Changes made so far: the next change's sub-revision.
+    sub: i64,
+}
+
+impl Applier {
+    /// Starts from the counters stored in `db`.
+    pub fn open(db: &Db) -> Result<Self> {
+        Ok(Applier { meta: Reader::live(db).meta()? })
+    }
+
+    pub fn meta(&self) -> StoreMeta {
+        self.meta
+    }
+
+    /// Re-reads the counters (after a snapshot replaced the state).
+    pub fn reload(&mut self, db: &Db) -> Result<()> {
+        self.meta = Reader::live(db).meta()?;
+        Ok(())
+    }
+
+    /// Applies `cmd`, adding its writes to `batch`. A client error (`MvccError::Request`)
+    /// leaves `batch` untouched; any other error means storage failed.
+    pub fn apply(
+        &mut self,
+        db: &Db,
+        batch: &mut WriteBatch,
+        cmd: &WriteCommand,
+        raft_term: u64,
+    ) -> Result<ApplyOutcome> {
+        let reader = Reader::live(db);
+        let mut p = Pending { reader: &reader, meta: self.meta, overlay: Overlay::new(), writes: Vec::new(), sub: 0 };
+        let outcome = match cmd {
+            WriteCommand::Put(req) => {
+                p.check_put(req)?;
+                ApplyOutcome::Put(p.put(req)?)
+            }
+            WriteCommand::DeleteRange(req) => ApplyOutcome::DeleteRange(p.delete_range(req)?),
+            WriteCommand::Txn(req) => {
+                let mut path = Vec::new();
+                p.txn_path(req, &mut path)?;
+                p.check_txn_ops(req, &mut path.iter().copied())?;
+                ApplyOutcome::Txn(p.txn(req, &mut path.into_iter())?)
+            }
+            WriteCommand::Compact(req) => {
+                crate::compact::compact(db, batch, self.meta, req.revision)?;
+                self.meta.compact_revision = req.revision;
+                ApplyOutcome::Compact(CompactionResponse::default())
+            }
+        };
+        let cfs = |name| db.cf_handle(name).ok_or_else(|| MvccError::Corrupt(format!("missing column family {name}")));
+        for w in p.writes.drain(..) {
+            match w {
+                Write::Put(cf, k, v) => batch.put_cf(cfs(cf)?, k, v),
+                Write::Delete(cf, k) => batch.delete_cf(cfs(cf)?, k),
+            }
+        }
+        if p.sub > 0 {
+            self.meta.revision += 1;
+            batch.put_cf(cfs(CF_META)?, layout::META_REVISION, encode_i64(self.meta.revision));
+        }
+        let header = ResponseHeader { revision: self.meta.revision, raft_term, ..Default::default() };
+        Ok(set_header(outcome, header))
+    }
+}
+
+/// Runs a txn none of whose ops can write (only ranges, in both branches) on a read view,
+/// without going through the log.
+pub fn read_only_txn(reader: &Reader, req: &TxnRequest) -> Result<TxnResponse> {
+    let meta = reader.meta()?;
+    let mut p = Pending { reader, meta, overlay: Overlay::new(), writes: Vec::new(), sub: 0 };
+    let mut path = Vec::new();
+    p.txn_path(req, &mut path)?;
+    p.check_txn_ops(req, &mut path.iter().copied())?;
+    let mut resp = p.txn(req, &mut path.into_iter())?;
+    resp.header.revision = meta.revision;
+    Ok(resp)
+}
+
+fn set_header(outcome: ApplyOutcome, header: ResponseHeader) -> ApplyOutcome {
+    match outcome {
+        ApplyOutcome::Put(mut r) => {
+            r.header = header;
+            ApplyOutcome::Put(r)
+        }
+        ApplyOutcome::DeleteRange(mut r) => {
+            r.header = header;
+            ApplyOutcome::DeleteRange(r)
+        }
+        ApplyOutcome::Txn(mut r) => {
+            r.header = header;
+            ApplyOutcome::Txn(r)
+        }
+        ApplyOutcome::Compact(mut r) => {
+            r.header = header;
+            ApplyOutcome::Compact(r)
+        }
+    }
+}
+
+impl Pending<'_, '_> {
+    fn revision(&self) -> i64 {
+        self.meta.revision + 1
+    }
+
+    fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        match self.overlay.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.reader.get_latest(key),
+        }
+    }
+
+    /// Refusals etcd makes before a put changes anything.
+    fn check_put(&self, req: &PutRequest) -> Result<()> {
+        if (req.ignore_value || req.ignore_lease) && self.latest(&req.key)?.is_none() {
+            return Err(StoreError::KeyNotFound.into());
+        }
+        if req.lease != 0 && !self.lease_exists(req.lease) {
+            return Err(StoreError::LeaseNotFound.into());
+        }
+        Ok(())
+    }
+
+    /// Whether lease `id` is granted. Cairn has no lease table yet, so no lease exists and every
+    /// put naming one is refused as etcd refuses a put to an unknown lease.
+    fn lease_exists(&self, _id: i64) -> bool {
+        false
+    }
+
+    fn record_change(&mut self, key: &[u8], version: &Version) {
+        let rev = self.revision();
+        self.writes.push(Write::Put(CF_HISTORY, layout::history_key(key, rev), encode(version)));
+        let change = Change { key: key.to_vec(), tombstone: version.tombstone };
+        self.writes.push(Write::Put(CF_REVISIONS, layout::revision_key(rev, self.sub).to_vec(), encode(&change)));
+        self.sub += 1;
+    }
+
+    fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
+        let prev = self.latest(&req.key)?;
+        let rev = self.revision();
+        let kv = KeyValue {
+            key: req.key.clone(),
+            create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
+            mod_revision: rev,
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            value: match (&prev, req.ignore_value) {
+                (Some(p), true) => p.value.clone(),
+                _ => req.value.clone(),
+            },
+            lease: match (&prev, req.ignore_lease) {
+                (Some(p), true) => p.lease,
+                _ => req.lease,
+            },
+        };
+        let version = Version::from_kv(&kv);
+        self.writes.push(Write::Put(CF_KV, req.key.clone(), encode(&version)));
+        self.record_change(&req.key, &version);
+        self.overlay.insert(req.key.clone(), Some(kv));
+        Ok(PutResponse { header: ResponseHeader::default(), prev_kv: if req.prev_kv { prev } else { None } })
+    }
+
+    fn live_in(&self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
+        let req = cairn_api::RangeRequest { key: key.to_vec(), range_end: range_end.to_vec(), ..Default::default() };
+        // Counters as they are before this command: ranges see the overlay at the pending revision.
+        Ok(self.reader.range_with(&req, self.meta, &self.overlay)?.kvs)
+    }
+
+    fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        let doomed = self.live_in(&req.key, &req.range_end)?;
+        let rev = self.revision();
+        for kv in &doomed {
+            self.writes.push(Write::Delete(CF_KV, kv.key.clone()));
+            self.record_change(&kv.key, &Version::tombstone(rev));
+            self.overlay.insert(kv.key.clone(), None);
+        }
+        Ok(DeleteRangeResponse {
+            header: ResponseHeader::default(),
+            deleted: doomed.len() as i64,
+            prev_kvs: if req.prev_kv { doomed } else { Vec::new() },
+        })
+    }
+
+    fn compare(&self, c: &Compare) -> Result<bool> {
+        let kvs = self.live_in(&c.key, &c.range_end)?;
+        if kvs.is_empty() {
+            if matches!(c.target, CompareTarget::Value(_)) {
+                return Ok(false);
+            }
+            return Ok(compare_kv(c, &KeyValue::default()));
+        }
+        Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
+    }
+
+    /// Decides every txn's branch, nested ones included, on the state before the txn runs
+    /// (as etcd does), in pre-order.
+    fn txn_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+        let mut ok = true;
+        for c in &req.compare {
+            if !self.compare(c)? {
+                ok = false;
+                break;
+            }
+        }
+        path.push(ok);
+        for op in if ok { &req.success } else { &req.failure } {
+            if let RequestOp::Txn(inner) = op {
+                self.txn_path(inner, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Refusals on the chosen ops, before any of them runs (the txn is all or nothing).
+    fn check_txn_ops(&self, req: &TxnRequest, path: &mut dyn Iterator<Item = bool>) -> Result<()> {
+        let ok = path.next().unwrap_or(false);
+        for op in if ok { &req.success } else { &req.failure } {
+            match op {
+                RequestOp::Put(put) => self.check_put(put)?,
+                RequestOp::Range(range) => {
+                    if range.revision > self.meta.revision {
+                        return Err(StoreError::FutureRevision.into());
+                    }
+                    if range.revision > 0 && range.revision < self.meta.compact_revision {
+                        return Err(StoreError::Compacted.into());
+                    }
+                }
+                RequestOp::Txn(inner) => self.check_txn_ops(inner, path)?,
+                RequestOp::DeleteRange(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn txn(&mut self, req: &TxnRequest, path: &mut dyn Iterator<Item = bool>) -> Result<TxnResponse> {
+        let succeeded = path.next().unwrap_or(false);
+        let mut responses = Vec::new();
+        for op in if succeeded { &req.success } else { &req.failure } {
+            let mut response = match op {
+                RequestOp::Range(r) => {
+                    let out = self.reader.range_with(r, self.meta, &self.overlay)?;
+                    ResponseOp::Range(RangeResponse {
+                        header: ResponseHeader::default(),
+                        kvs: out.kvs,
+                        more: out.more,
+                        count: out.count,
+                    })
+                }
+                RequestOp::Put(r) => ResponseOp::Put(self.put(r)?),
+                RequestOp::DeleteRange(r) => ResponseOp::DeleteRange(self.delete_range(r)?),
+                RequestOp::Txn(r) => ResponseOp::Txn(self.txn(r, path)?),
+            };
+            // As etcd: an inner response's header carries only the revision as of that op
+            // (the pending revision once the txn has changed anything).
+            let revision = self.meta.revision + i64::from(self.sub > 0);
+            let header = ResponseHeader { revision, ..Default::default() };
+            match &mut response {
+                ResponseOp::Range(r) => r.header = header,
+                ResponseOp::Put(r) => r.header = header,
+                ResponseOp::DeleteRange(r) => r.header = header,
+                ResponseOp::Txn(r) => r.header = header,
+            }
+            responses.push(response);
+        }
+        Ok(TxnResponse { header: ResponseHeader::default(), succeeded, responses })
+    }
+}
+
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    let ord = match &c.target {
+        CompareTarget::Version(v) => kv.version.cmp(v),
+        CompareTarget::CreateRevision(v) => kv.create_revision.cmp(v),
+        CompareTarget::ModRevision(v) => kv.mod_revision.cmp(v),
+        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+        CompareTarget::Lease(v) => kv.lease.cmp(v),
+    };
+    match c.result {
+        CompareResult::Equal => ord.is_eq(),
+        CompareResult::NotEqual => ord.is_ne(),
+        CompareResult::Greater => ord.is_gt(),
+        CompareResult::Less => ord.is_lt(),
+    }
+}

@@ -1,0 +1,81 @@
+//! Value encodings of the MVCC column families (postcard: compact, serde-derived, stable).
+
+use cairn_api::KeyValue;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{MvccError, Result};
+
+/// One version of a key, as `kv` (latest) and `history` store it; the key itself is in the
+/// record's RocksDB key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Version {
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub value: Vec<u8>,
+    /// A delete: the key had no live version from `mod_revision` on.
+    pub tombstone: bool,
+}
+
+impl Version {
+    pub fn from_kv(kv: &KeyValue) -> Self {
+        Version {
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            lease: kv.lease,
+            value: kv.value.clone(),
+            tombstone: false,
+        }
+    }
+
+    pub fn tombstone(mod_revision: i64) -> Self {
+        Version {
+            create_revision: 0,
+            mod_revision,
+            version: 0,
+            lease: 0,
+            value: Vec::new(),
+            tombstone: true,
+        }
+    }
+
+    pub fn into_kv(self, key: Vec<u8>) -> KeyValue {
+        KeyValue {
+            key,
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            value: self.value,
+            lease: self.lease,
+        }
+    }
+}
+
+/// What the `revisions` column family records of one change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Change {
+    pub key: Vec<u8>,
+    pub tombstone: bool,
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // postcard only fails on writer errors, and a Vec writer cannot fail.
+    postcard::to_stdvec(value).expect("encoding into a Vec cannot fail")
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| MvccError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn encode_i64(v: i64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+pub(crate) fn decode_i64(bytes: &[u8], what: &str) -> Result<i64> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| MvccError::Corrupt(format!("{what}: {} bytes, want 8", bytes.len())))?;
+    Ok(i64::from_be_bytes(arr))
+}

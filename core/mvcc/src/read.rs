@@ -1,0 +1,292 @@
+//! The read side: ranges at the current or a past revision, on one consistent RocksDB
+//! snapshot so that the keys, the count and the header revision of an answer agree.
+
+use std::collections::BTreeMap;
+
+use cairn_api::{KeyValue, RangeRequest, RangeResponse, ResponseHeader, SortOrder, SortTarget, StoreError};
+use rocksdb::{ReadOptions, Snapshot};
+
+use crate::codec::{decode, decode_i64, Version};
+use crate::error::{MvccError, Result};
+use crate::layout::{self, CF_HISTORY, CF_KV, CF_META};
+use crate::Db;
+
+/// Pending latest versions of keys changed earlier in the command being applied
+/// (`None` = deleted), which reads inside a txn must see.
+pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<KeyValue>>;
+
+/// The store's revision counters as of one read view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreMeta {
+    /// The store revision: the revision of the last write (1 for an empty store).
+    pub revision: i64,
+    /// Revisions below this one are compacted (0: never compacted).
+    pub compact_revision: i64,
+}
+
+/// What a range found, before the header is added.
+#[derive(Debug, Default)]
+pub(crate) struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    pub more: bool,
+    pub count: i64,
+}
+
+/// `[key, range_end)` as etcd reads it.
+pub(crate) enum KeySpan<'a> {
+    Single(&'a [u8]),
+    /// `end == None`: every key `>= start`.
+    Span { start: &'a [u8], end: Option<&'a [u8]> },
+}
+
+impl<'a> KeySpan<'a> {
+    pub fn new(key: &'a [u8], range_end: &'a [u8]) -> Self {
+        match range_end {
+            [] => KeySpan::Single(key),
+            [0] => KeySpan::Span { start: key, end: None },
+            end => KeySpan::Span { start: key, end: Some(end) },
+        }
+    }
+
+    pub fn contains(&self, k: &[u8]) -> bool {
+        match self {
+            KeySpan::Single(key) => k == *key,
+            KeySpan::Span { start, end } => k >= *start && end.is_none_or(|e| k < e),
+        }
+    }
+}
+
+/// Reads the store, either on a snapshot (clients) or live (the applier, the only writer).
+pub struct Reader<'a> {
+    db: &'a Db,
+    snapshot: Option<Snapshot<'a>>,
+}
+
+impl<'a> Reader<'a> {
+    /// A consistent point-in-time view.
+    pub fn snapshot(db: &'a Db) -> Self {
+        Reader { db, snapshot: Some(db.snapshot()) }
+    }
+
+    /// The live database; only consistent while nothing else writes (the applier's case).
+    pub(crate) fn live(db: &'a Db) -> Self {
+        Reader { db, snapshot: None }
+    }
+
+    fn opts(&self) -> ReadOptions {
+        let mut o = ReadOptions::default();
+        if let Some(s) = &self.snapshot {
+            o.set_snapshot(s);
+        }
+        o
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(name).ok_or_else(|| MvccError::Corrupt(format!("missing column family {name}")))
+    }
+
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf_opt(self.cf(cf)?, key, &self.opts())?)
+    }
+
+    /// Reads a raw value of the `meta` column family.
+    pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get(CF_META, key)
+    }
+
+    /// The revision counters of this view.
+    pub fn meta(&self) -> Result<StoreMeta> {
+        let revision = match self.get(CF_META, layout::META_REVISION)? {
+            Some(b) => decode_i64(&b, "store revision")?,
+            None => 1,
+        };
+        let compact_revision = match self.get(CF_META, layout::META_COMPACT_REVISION)? {
+            Some(b) => decode_i64(&b, "compact revision")?,
+            None => 0,
+        };
+        Ok(StoreMeta { revision, compact_revision })
+    }
+
+    /// The live version of `key`, if any.
+    pub fn get_latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        match self.get(CF_KV, key)? {
+            Some(b) => Ok(Some(decode::<Version>(&b, "latest version")?.into_kv(key.to_vec()))),
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `f` with every live key in `span`, in key order.
+    pub(crate) fn scan_latest(&self, span: &KeySpan, f: &mut dyn FnMut(KeyValue)) -> Result<()> {
+        let (start, end) = match span {
+            KeySpan::Single(key) => {
+                if let Some(kv) = self.get_latest(key)? {
+                    f(kv);
+                }
+                return Ok(());
+            }
+            KeySpan::Span { start, end } => (*start, *end),
+        };
+        if end.is_some_and(|e| e <= start) {
+            return Ok(());
+        }
+        let mut opts = self.opts();
+        if let Some(end) = end {
+            opts.set_iterate_upper_bound(end.to_vec());
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_KV)?, opts);
+        it.seek(start);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            f(decode::<Version>(v, "latest version")?.into_kv(k.to_vec()));
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// Calls `f` with every key live at `revision` in `span`, in key order.
+    pub(crate) fn scan_at(&self, span: &KeySpan, revision: i64, f: &mut dyn FnMut(KeyValue)) -> Result<()> {
+        let (lower, upper) = match span {
+            KeySpan::Single(key) => (layout::history_key_prefix(key), Some(layout::history_key_after(key))),
+            KeySpan::Span { start, end } => {
+                if end.is_some_and(|e| e <= *start) {
+                    return Ok(());
+                }
+                (layout::history_lower_bound(start), end.map(layout::history_lower_bound))
+            }
+        };
+        let mut opts = self.opts();
+        if let Some(upper) = upper {
+            opts.set_iterate_upper_bound(upper);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_HISTORY)?, opts);
+        it.seek(&lower);
+        while let Some(raw) = it.key() {
+            let (key, rev) = layout::decode_history_key(raw)
+                .ok_or_else(|| MvccError::Corrupt("undecodable history key".into()))?;
+            if rev > revision {
+                // Newer than asked: jump to this key's newest version at or below `revision`
+                // (or, when it has none, to the next key).
+                it.seek(layout::history_key(&key, revision));
+                continue;
+            }
+            let version: Version = decode(it.value().unwrap_or_default(), "history version")?;
+            if !version.tombstone {
+                f(version.into_kv(key.clone()));
+            }
+            it.seek(layout::history_key_after(&key));
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// The latest versions in `span`, with `overlay` (pending changes) laid over the stored ones.
+    fn scan_latest_with(&self, span: &KeySpan, overlay: &Overlay, f: &mut dyn FnMut(KeyValue)) -> Result<()> {
+        let mut pending = overlay.iter().filter(|(k, _)| span.contains(k)).peekable();
+        let mut emit_pending_before = |key: Option<&[u8]>, f: &mut dyn FnMut(KeyValue)| {
+            while let Some((_, v)) = pending.next_if(|(k, _)| key.is_none_or(|key| k.as_slice() < key)) {
+                if let Some(kv) = v {
+                    f(kv.clone());
+                }
+            }
+        };
+        self.scan_latest(span, &mut |kv| {
+            emit_pending_before(Some(&kv.key), f);
+            match overlay.get(&kv.key) {
+                Some(Some(newer)) => f(newer.clone()),
+                Some(None) => {}
+                None => f(kv),
+            }
+        })?;
+        emit_pending_before(None, f);
+        Ok(())
+    }
+
+    /// Serves a range request on this view; the header revision is the view's store revision.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let meta = self.meta()?;
+        let out = self.range_with(req, meta, &Overlay::new())?;
+        Ok(RangeResponse {
+            header: ResponseHeader { revision: meta.revision, ..Default::default() },
+            kvs: out.kvs,
+            more: out.more,
+            count: out.count,
+        })
+    }
+
+    /// Serves a range request as of `meta`, seeing `overlay` for reads at the pending revision.
+    pub(crate) fn range_with(&self, req: &RangeRequest, meta: StoreMeta, overlay: &Overlay) -> Result<RangeResult> {
+        // With pending changes, the command being applied is at meta.revision + 1.
+        let current = meta.revision + i64::from(!overlay.is_empty());
+        let revision = if req.revision <= 0 { current } else { req.revision };
+        if revision > current {
+            return Err(StoreError::FutureRevision.into());
+        }
+        if revision < meta.compact_revision {
+            return Err(StoreError::Compacted.into());
+        }
+
+        let filtered = req.min_mod_revision > 0
+            || req.max_mod_revision > 0
+            || req.min_create_revision > 0
+            || req.max_create_revision > 0;
+        let sorted = !matches!(
+            (req.sort_order, req.sort_target),
+            (SortOrder::None, SortTarget::Key) | (SortOrder::Ascend, SortTarget::Key)
+        );
+        // Without sorting or filters, only limit+1 rows are kept (to know `more`); the count is
+        // of every key in the span either way.
+        let keep = match (req.limit > 0 && !sorted && !filtered, req.count_only) {
+            (_, true) => 0,
+            (true, false) => (req.limit as usize).saturating_add(1),
+            (false, false) => usize::MAX,
+        };
+        let mut out = RangeResult::default();
+        let span = KeySpan::new(&req.key, &req.range_end);
+        let mut collect = |mut kv: KeyValue| {
+            out.count += 1;
+            if out.kvs.len() < keep {
+                if req.keys_only {
+                    kv.value = Vec::new();
+                }
+                out.kvs.push(kv);
+            }
+        };
+        if revision == current {
+            self.scan_latest_with(&span, overlay, &mut collect)?;
+        } else {
+            self.scan_at(&span, revision, &mut collect)?;
+        }
+
+        if filtered {
+            out.kvs.retain(|kv| {
+                (req.min_mod_revision <= 0 || kv.mod_revision >= req.min_mod_revision)
+                    && (req.max_mod_revision <= 0 || kv.mod_revision <= req.max_mod_revision)
+                    && (req.min_create_revision <= 0 || kv.create_revision >= req.min_create_revision)
+                    && (req.max_create_revision <= 0 || kv.create_revision <= req.max_create_revision)
+            });
+        }
+        if sorted {
+            sort_kvs(&mut out.kvs, req.sort_order, req.sort_target);
+        }
+        if req.limit > 0 && out.kvs.len() > req.limit as usize {
+            out.kvs.truncate(req.limit as usize);
+            out.more = true;
+        }
+        Ok(out)
+    }
+}
+
+/// etcd's sort: a target other than the key with no order sorts ascending.
+fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+    let key = |a: &KeyValue, b: &KeyValue| match target {
+        SortTarget::Key => a.key.cmp(&b.key),
+        SortTarget::Version => a.version.cmp(&b.version),
+        SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+        SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+        SortTarget::Value => a.value.cmp(&b.value),
+    };
+    match order {
+        SortOrder::Descend => kvs.sort_by(|a, b| key(b, a)),
+        SortOrder::None | SortOrder::Ascend => kvs.sort_by(key),
+    }
+}

@@ -1,0 +1,53 @@
+//! Opening the RocksDB database with every column family and the options Cairn relies on.
+
+use std::path::Path;
+
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options};
+
+use crate::layout::COLUMN_FAMILIES;
+use crate::Db;
+
+/// Tunables of the RocksDB instance.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Shared block cache for all column families.
+    pub block_cache_bytes: usize,
+    /// Memtable size per column family.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 32 << 20 }
+    }
+}
+
+/// Opens (creating if needed) the database at `path` with all of Cairn's column families.
+pub fn open_db(path: &Path, opts: &DbOptions) -> Result<Db, rocksdb::Error> {
+    let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+
+    let cf_opts = |name: &str| {
+        let mut o = Options::default();
+        o.set_block_based_table_factory(&table);
+        o.set_write_buffer_size(opts.write_buffer_bytes);
+        o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        if name == crate::layout::CF_RAFT_LOG {
+            // The log is appended and purged in order: no point in compressing or filtering it.
+            o.set_compression_type(rocksdb::DBCompressionType::None);
+        }
+        o
+    };
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_max_background_jobs(2);
+    db_opts.set_keep_log_file_num(3);
+    // Every column family shares one WAL, so a synced Raft log append also makes every earlier
+    // state-machine write durable, in order.
+    let cfs = COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_opts(name)));
+    Db::open_cf_descriptors(&db_opts, path, cfs)
+}

@@ -1,0 +1,412 @@
+//! [`CairnNode`]: the running member, and the one handle adapters call (cheap to clone).
+//!
+//! Writes are proposed through Raft and answered with what the state machine applied.
+//! Linearizable reads first obtain a read index from the leader and wait until it is applied;
+//! serializable reads are served from the local store at once. Every answer carries the
+//! cluster id, this member's id, the store revision and the Raft term.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_api::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, Member, MemberListResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, ReadConsistency, RequestOp, ResponseHeader,
+    StatusResponse, StoreError, StoreResult, TxnRequest, TxnResponse,
+};
+use cairn_mvcc::layout::{self, CF_META};
+use cairn_mvcc::{ApplyOutcome, Db, DbOptions, Limits, Reader, WriteCommand};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Raft, RaftMetrics, SnapshotPolicy};
+use tokio::sync::watch;
+
+use crate::log_store::LogStore;
+use crate::network::NoPeers;
+use crate::state_machine::StateMachine;
+use crate::types::{CommandResponse, MemberNode, TypeConfig};
+
+/// The version Cairn reports where etcd reports its own: the etcd API level it serves.
+pub const ETCD_COMPAT_VERSION: &str = "3.5.0";
+
+/// How a member is set up (etcd's flags of the same names).
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub advertise_client_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<String>,
+    pub initial_cluster_token: String,
+    /// Applied entries between two snapshots (after which the log is purged).
+    pub snapshot_count: u64,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    /// The largest write request accepted, in bytes (keys, values and per-op overhead).
+    pub max_request_bytes: usize,
+    pub limits: Limits,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: "default".into(),
+            data_dir: PathBuf::from("default.cairn"),
+            advertise_client_urls: vec!["http://localhost:2379".into()],
+            initial_advertise_peer_urls: vec!["http://localhost:2380".into()],
+            initial_cluster_token: "etcd-cluster".into(),
+            snapshot_count: 100_000,
+            heartbeat_interval_ms: 100,
+            election_timeout_ms: 1000,
+            max_request_bytes: 1536 * 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Why a member could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot use data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("data dir {0} is in use by another cairn process")]
+    Locked(PathBuf),
+    #[error("cannot open the store in {path}: {source}")]
+    Storage { path: PathBuf, source: rocksdb::Error },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+struct Inner {
+    raft: Raft<TypeConfig>,
+    db: Arc<Db>,
+    metrics: watch::Receiver<RaftMetrics<u64, MemberNode>>,
+    member_id: u64,
+    cluster_id: u64,
+    config: NodeConfig,
+}
+
+/// A running member of a Cairn cluster.
+#[derive(Clone)]
+pub struct CairnNode {
+    inner: Arc<Inner>,
+}
+
+fn read_or_init_id(db: &Db, key: &[u8], init: u64) -> Result<u64, rocksdb::Error> {
+    let cf = db.cf_handle(CF_META).expect("meta column family is always opened");
+    match db.get_cf(cf, key)? {
+        Some(b) if b.len() == 8 => Ok(u64::from_be_bytes(b.as_slice().try_into().expect("8 bytes"))),
+        _ => {
+            db.put_cf(cf, key, init.to_be_bytes())?;
+            Ok(init)
+        }
+    }
+}
+
+impl CairnNode {
+    /// Opens (or creates) the member's data dir and starts Raft. A fresh data dir bootstraps
+    /// a one-member cluster; an existing one recovers its state and log.
+    pub async fn open(config: NodeConfig) -> Result<Self, OpenError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| OpenError::DataDir { path: dir.clone(), source })?;
+        let db_path = dir.join("member").join("db");
+        std::fs::create_dir_all(&db_path).map_err(|source| OpenError::DataDir { path: db_path.clone(), source })?;
+        let db = cairn_mvcc::open_db(&db_path, &DbOptions::default()).map_err(|source| {
+            let text = source.to_string();
+            if text.contains("lock") || text.contains("LOCK") {
+                OpenError::Locked(dir.clone())
+            } else {
+                OpenError::Storage { path: db_path.clone(), source }
+            }
+        })?;
+        let db = Arc::new(db);
+        let storage_err = |source| OpenError::Storage { path: db_path.clone(), source };
+        let member_id = read_or_init_id(
+            &db,
+            layout::META_MEMBER_ID,
+            crate::member_id_for(&config.initial_advertise_peer_urls, &config.initial_cluster_token),
+        )
+        .map_err(storage_err)?;
+        let cluster_id =
+            read_or_init_id(&db, layout::META_CLUSTER_ID, crate::cluster_id_for(&[member_id])).map_err(storage_err)?;
+
+        let raft_config = openraft::Config {
+            cluster_name: format!("cairn-{cluster_id:x}"),
+            heartbeat_interval: config.heartbeat_interval_ms,
+            election_timeout_min: config.election_timeout_ms,
+            election_timeout_max: config.election_timeout_ms * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| OpenError::Raft(e.to_string()))?;
+
+        let log_store = LogStore::new(db.clone());
+        let state_machine = StateMachine::open(db.clone(), dir.join("member").join("snap"))
+            .map_err(|e| OpenError::Raft(e.to_string()))?;
+        let raft = Raft::new(member_id, Arc::new(raft_config), NoPeers, log_store, state_machine)
+            .await
+            .map_err(|e| OpenError::Raft(e.to_string()))?;
+
+        let me = MemberNode {
+            name: config.name.clone(),
+            peer_urls: config.initial_advertise_peer_urls.clone(),
+            client_urls: config.advertise_client_urls.clone(),
+        };
+        if !raft.is_initialized().await.map_err(|e| OpenError::Raft(e.to_string()))? {
+            raft.initialize(BTreeMap::from([(member_id, me)])).await.map_err(|e| OpenError::Raft(e.to_string()))?;
+        } else {
+            // A lone voter need not wait out an election timeout after a restart.
+            let voters: Vec<u64> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+            if voters == [member_id] {
+                raft.trigger().elect().await.map_err(|e| OpenError::Raft(e.to_string()))?;
+            }
+        }
+        let metrics = raft.metrics();
+        let node = CairnNode { inner: Arc::new(Inner { raft, db, metrics, member_id, cluster_id, config }) };
+        Ok(node)
+    }
+
+    /// Waits until this member knows a leader (or `timeout` passes).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
+        self.inner
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await
+            .is_ok()
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.inner.member_id
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.inner.cluster_id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// Stops Raft and flushes the memtables, so the next start replays no WAL; the store is
+    /// closed when the last handle is dropped.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+        let db = &self.inner.db;
+        let cfs: Vec<_> = layout::COLUMN_FAMILIES.iter().filter_map(|n| db.cf_handle(n)).collect();
+        if let Err(e) = db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default()) {
+            tracing::warn!("flushing the store at shutdown: {e}");
+        }
+    }
+
+    fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.inner.cluster_id,
+            member_id: self.inner.member_id,
+            revision,
+            raft_term: self.inner.metrics.borrow().current_term,
+        }
+    }
+
+    /// Fills in who answered (the state machine knows only revision and term).
+    fn stamp(&self, mut h: ResponseHeader) -> ResponseHeader {
+        h.cluster_id = self.inner.cluster_id;
+        h.member_id = self.inner.member_id;
+        h
+    }
+
+    async fn propose(&self, cmd: WriteCommand) -> StoreResult<ApplyOutcome> {
+        if command_size(&cmd) > self.inner.config.max_request_bytes {
+            return Err(StoreError::RequestTooLarge);
+        }
+        match self.inner.raft.client_write(cmd).await {
+            Ok(resp) => match resp.data {
+                CommandResponse::Applied(outcome) => Ok(outcome),
+                CommandResponse::Refused(e) => Err(e),
+                CommandResponse::Internal => Err(StoreError::Internal("no outcome for a client command".into())),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(StoreError::NoLeader),
+            Err(RaftError::APIError(e)) => Err(StoreError::Internal(e.to_string())),
+            Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Returns once every write committed before the call is applied locally.
+    async fn read_barrier(&self) -> StoreResult<()> {
+        match self.inner.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(_)) => Err(StoreError::NoLeader),
+            Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Runs `f` on a consistent snapshot of the store, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Reader) -> Result<T, cairn_mvcc::MvccError> + Send + 'static,
+    ) -> StoreResult<T> {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || f(&Reader::snapshot(&db)).map_err(StoreError::from))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    fn db_sizes(&self) -> (i64, i64) {
+        let db = &self.inner.db;
+        let (mut total, mut live) = (0u64, 0u64);
+        for name in layout::COLUMN_FAMILIES {
+            if let Some(cf) = db.cf_handle(name) {
+                let prop = |p: &str| db.property_int_value_cf(cf, p).ok().flatten().unwrap_or(0);
+                total += prop("rocksdb.total-sst-files-size") + prop("rocksdb.size-all-mem-tables");
+                live += prop("rocksdb.estimate-live-data-size") + prop("rocksdb.size-all-mem-tables");
+            }
+        }
+        (total as i64, live.min(total) as i64)
+    }
+}
+
+/// The size a write takes in the log, roughly: its keys and values plus a little per op.
+fn command_size(cmd: &WriteCommand) -> usize {
+    fn op_size(op: &RequestOp) -> usize {
+        32 + match op {
+            RequestOp::Range(r) => r.key.len() + r.range_end.len(),
+            RequestOp::Put(p) => p.key.len() + p.value.len(),
+            RequestOp::DeleteRange(d) => d.key.len() + d.range_end.len(),
+            RequestOp::Txn(t) => txn_size(t),
+        }
+    }
+    fn txn_size(t: &TxnRequest) -> usize {
+        let compares: usize = t.compare.iter().map(|c| 32 + c.key.len() + c.range_end.len() + match &c.target {
+            cairn_api::CompareTarget::Value(v) => v.len(),
+            _ => 8,
+        }).sum();
+        compares + t.success.iter().chain(&t.failure).map(op_size).sum::<usize>()
+    }
+    match cmd {
+        WriteCommand::Put(p) => 32 + p.key.len() + p.value.len(),
+        WriteCommand::DeleteRange(d) => 32 + d.key.len() + d.range_end.len(),
+        WriteCommand::Txn(t) => txn_size(t),
+        WriteCommand::Compact(_) => 32,
+    }
+}
+
+fn txn_writes(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).any(|op| match op {
+        RequestOp::Range(_) => false,
+        RequestOp::Txn(inner) => txn_writes(inner),
+        _ => true,
+    })
+}
+
+impl cairn_api::Kv for CairnNode {
+    async fn range(&self, req: RangeRequest) -> StoreResult<RangeResponse> {
+        cairn_mvcc::check_range(&req)?;
+        if req.consistency == ReadConsistency::Linearizable {
+            self.read_barrier().await?;
+        }
+        let mut resp = self.read(move |r| r.range(&req)).await?;
+        resp.header = self.header(resp.header.revision);
+        Ok(resp)
+    }
+
+    async fn put(&self, req: PutRequest) -> StoreResult<PutResponse> {
+        cairn_mvcc::check_put(&req)?;
+        match self.propose(WriteCommand::Put(req)).await? {
+            ApplyOutcome::Put(mut r) => {
+                r.header = self.stamp(r.header);
+                Ok(r)
+            }
+            other => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn delete_range(&self, req: DeleteRangeRequest) -> StoreResult<DeleteRangeResponse> {
+        cairn_mvcc::check_delete(&req)?;
+        match self.propose(WriteCommand::DeleteRange(req)).await? {
+            ApplyOutcome::DeleteRange(mut r) => {
+                r.header = self.stamp(r.header);
+                Ok(r)
+            }
+            other => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn txn(&self, req: TxnRequest) -> StoreResult<TxnResponse> {
+        cairn_mvcc::check_txn(&req, &self.inner.config.limits)?;
+        // A txn that only reads still goes through the log when it could write in either
+        // branch; a pure read txn is served like a linearizable range, from the local store.
+        if !txn_writes(&req) {
+            self.read_barrier().await?;
+            let mut r = self.read(move |reader| cairn_mvcc::read_only_txn(reader, &req)).await?;
+            r.header = self.header(r.header.revision);
+            return Ok(r);
+        }
+        match self.propose(WriteCommand::Txn(req)).await? {
+            ApplyOutcome::Txn(mut r) => {
+                r.header = self.stamp(r.header);
+                Ok(r)
+            }
+            other => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn compact(&self, req: CompactionRequest) -> StoreResult<CompactionResponse> {
+        let meta = self.read(|r| r.meta()).await?;
+        if req.revision <= meta.compact_revision {
+            return Err(StoreError::Compacted);
+        }
+        if req.revision > meta.revision {
+            return Err(StoreError::FutureRevision);
+        }
+        match self.propose(WriteCommand::Compact(req)).await? {
+            ApplyOutcome::Compact(mut r) => {
+                r.header = self.stamp(r.header);
+                Ok(r)
+            }
+            other => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+}
+
+impl cairn_api::Cluster for CairnNode {
+    async fn member_list(&self) -> StoreResult<MemberListResponse> {
+        let metrics = self.inner.metrics.borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                name: node.name.clone(),
+                peer_urls: node.peer_urls.clone(),
+                client_urls: node.client_urls.clone(),
+                is_learner: !voters.contains(id),
+            })
+            .collect();
+        Ok(MemberListResponse { header: self.header(0), members })
+    }
+}
+
+impl cairn_api::Maintenance for CairnNode {
+    async fn status(&self) -> StoreResult<StatusResponse> {
+        let meta = self.read(|r| r.meta()).await?;
+        let metrics = self.inner.metrics.borrow().clone();
+        let (db_size, db_size_in_use) = self.db_sizes();
+        let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+        Ok(StatusResponse {
+            header: self.header(meta.revision),
+            version: ETCD_COMPAT_VERSION.into(),
+            db_size,
+            db_size_in_use,
+            leader: metrics.current_leader.unwrap_or(0),
+            raft_index: metrics.last_log_index.unwrap_or(0),
+            raft_term: metrics.current_term,
+            raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),
+            is_learner: !voters.contains(&self.inner.member_id),
+            errors: Vec::new(),
+        })
+    }
+}

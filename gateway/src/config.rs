@@ -1,0 +1,125 @@
+//! Command-line flags with etcd's names and defaults, readable from the environment as
+//! `CAIRN_<FLAG>` or, as etcd users have them, `ETCD_<FLAG>`.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use cairn_raft::NodeConfig;
+use clap::Parser;
+
+/// Cairn: a distributed, reliable key-value store that speaks etcd's protocols.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version = concat!(env!("CARGO_PKG_VERSION"), " (etcd API 3.5)"))]
+pub struct Flags {
+    /// Human-readable name for this member.
+    #[arg(long, env = "CAIRN_NAME", default_value = "default")]
+    pub name: String,
+
+    /// Path to the data directory [default: ${name}.cairn].
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// URLs to listen on for client traffic (comma-separated).
+    #[arg(long, env = "CAIRN_LISTEN_CLIENT_URLS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub listen_client_urls: Vec<String>,
+
+    /// Client URLs of this member as advertised to the cluster [default: the listen URLs].
+    #[arg(long, env = "CAIRN_ADVERTISE_CLIENT_URLS", value_delimiter = ',')]
+    pub advertise_client_urls: Vec<String>,
+
+    /// Peer URLs of this member as advertised to the cluster.
+    #[arg(long, env = "CAIRN_INITIAL_ADVERTISE_PEER_URLS", value_delimiter = ',', default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: Vec<String>,
+
+    /// Token that makes this cluster's ids differ from other clusters' with the same members.
+    #[arg(long, env = "CAIRN_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+
+    /// Largest client request accepted, in bytes.
+    #[arg(long, env = "CAIRN_MAX_REQUEST_BYTES", default_value_t = 1536 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Most operations (compares, success ops or failure ops) in one txn.
+    #[arg(long, env = "CAIRN_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: usize,
+
+    /// Committed entries between two snapshots of the store (after which the log is purged).
+    #[arg(long, env = "CAIRN_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "CAIRN_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+
+    /// Time (in milliseconds) for an election to time out.
+    #[arg(long, env = "CAIRN_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+
+    /// Log level: debug, info, warn, error.
+    #[arg(long, env = "CAIRN_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// Every flag that may come from the environment.
+const ENV_FLAGS: &[&str] = &[
+    "NAME",
+    "DATA_DIR",
+    "LISTEN_CLIENT_URLS",
+    "ADVERTISE_CLIENT_URLS",
+    "INITIAL_ADVERTISE_PEER_URLS",
+    "INITIAL_CLUSTER_TOKEN",
+    "MAX_REQUEST_BYTES",
+    "MAX_TXN_OPS",
+    "SNAPSHOT_COUNT",
+    "HEARTBEAT_INTERVAL",
+    "ELECTION_TIMEOUT",
+    "LOG_LEVEL",
+];
+
+/// Lets `ETCD_<FLAG>` stand for `CAIRN_<FLAG>` (which wins when both are set). Runs first
+/// thing in `main`, before any other thread exists.
+pub fn import_etcd_env() {
+    for flag in ENV_FLAGS {
+        let (ours, etcds) = (format!("CAIRN_{flag}"), format!("ETCD_{flag}"));
+        if std::env::var_os(&ours).is_none() {
+            if let Some(v) = std::env::var_os(&etcds) {
+                std::env::set_var(ours, v);
+            }
+        }
+    }
+}
+
+impl Flags {
+    pub fn node_config(&self) -> anyhow::Result<NodeConfig> {
+        if self.max_request_bytes == 0 {
+            bail!("--max-request-bytes must be positive");
+        }
+        if self.max_txn_ops == 0 {
+            bail!("--max-txn-ops must be positive");
+        }
+        if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
+            bail!("--election-timeout[{}] should be at least 5 times as --heartbeat-interval[{}]", self.election_timeout, self.heartbeat_interval);
+        }
+        let advertise = if self.advertise_client_urls.is_empty() {
+            self.listen_client_urls.clone()
+        } else {
+            self.advertise_client_urls.clone()
+        };
+        Ok(NodeConfig {
+            name: self.name.clone(),
+            data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.cairn", self.name))),
+            advertise_client_urls: advertise,
+            initial_advertise_peer_urls: self.initial_advertise_peer_urls.clone(),
+            initial_cluster_token: self.initial_cluster_token.clone(),
+            snapshot_count: self.snapshot_count,
+            heartbeat_interval_ms: self.heartbeat_interval,
+            election_timeout_ms: self.election_timeout,
+            max_request_bytes: self.max_request_bytes,
+            limits: cairn_mvcc_limits(self.max_txn_ops),
+        })
+    }
+}
+
+fn cairn_mvcc_limits(max_txn_ops: usize) -> cairn_raft::Limits {
+    cairn_raft::Limits { max_txn_ops }
+}

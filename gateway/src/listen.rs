@@ -1,0 +1,62 @@
+//! Client listeners: binding the client URLs and serving the protocol routes on them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::{anyhow, bail, Context};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Parses `http://host:port` into an address to bind.
+async fn resolve(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = match url.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some((scheme, _)) => bail!("unsupported URL scheme {scheme:?} in {url} (only http for now)"),
+        None => bail!("URL {url} has no scheme (expected http://host:port)"),
+    };
+    let hostport = rest.trim_end_matches('/');
+    let mut addrs = tokio::net::lookup_host(hostport).await.with_context(|| format!("cannot resolve {url}"))?;
+    addrs.next().ok_or_else(|| anyhow!("{url} resolves to no address"))
+}
+
+/// Binds every URL, failing with a one-line reason on the first that cannot be bound.
+pub async fn bind_all(urls: &[String]) -> anyhow::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for url in urls {
+        let addr = resolve(url).await?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => anyhow!("cannot listen on {url}: address already in use"),
+            _ => anyhow!("cannot listen on {url}: {e}"),
+        })?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// Serves `routes` on every listener until `shutdown` completes.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    routes: tonic::service::Routes,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let routes = routes.clone();
+        let mut stop = stop_rx.clone();
+        servers.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    while let Some(res) = servers.join_next().await {
+        res.context("listener task")?.context("serving")?;
+    }
+    Ok(())
+}
