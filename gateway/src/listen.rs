@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::{anyhow, bail, Context};
 use tokio::net::TcpListener;
+use cairn_etcd_v3::lenient_authority::LenientAuthority;
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// Parses `http://host:port` into an address to bind.
@@ -33,6 +34,19 @@ pub async fn bind_all(urls: &[String]) -> anyhow::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
+/// Accepted connections, each read through the `:authority` repair real etcd clients need.
+fn incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<LenientAuthority<tokio::net::TcpStream>>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        conn.map(|stream| {
+            let _ = stream.set_nodelay(true);
+            LenientAuthority::new(stream)
+        })
+    })
+}
+
 /// Serves `routes` on every listener until `shutdown` completes.
 pub async fn serve(
     listeners: Vec<TcpListener>,
@@ -47,7 +61,7 @@ pub async fn serve(
         servers.spawn(async move {
             tonic::transport::Server::builder()
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                .serve_with_incoming_shutdown(incoming(listener), async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
                 .await

@@ -182,22 +182,25 @@ impl<'a> Reader<'a> {
     /// The latest versions in `span`, with `overlay` (pending changes) laid over the stored ones.
     fn scan_latest_with(&self, span: &KeySpan, overlay: &Overlay, f: &mut dyn FnMut(KeyValue)) -> Result<()> {
         let mut pending = overlay.iter().filter(|(k, _)| span.contains(k)).peekable();
-        let mut emit_pending_before = |key: Option<&[u8]>, f: &mut dyn FnMut(KeyValue)| {
-            while let Some((_, v)) = pending.next_if(|(k, _)| key.is_none_or(|key| k.as_slice() < key)) {
-                if let Some(kv) = v {
-                    f(kv.clone());
+        self.scan_latest(span, &mut |kv| {
+            // Pending keys up to this stored one, in order; a pending version of this very key
+            // (or its pending delete) replaces the stored one.
+            let mut replaced = false;
+            while let Some((k, v)) = pending.next_if(|(k, _)| k.as_slice() <= kv.key.as_slice()) {
+                replaced |= k.as_slice() == kv.key.as_slice();
+                if let Some(pending_kv) = v {
+                    f(pending_kv.clone());
                 }
             }
-        };
-        self.scan_latest(span, &mut |kv| {
-            emit_pending_before(Some(&kv.key), f);
-            match overlay.get(&kv.key) {
-                Some(Some(newer)) => f(newer.clone()),
-                Some(None) => {}
-                None => f(kv),
+            if !replaced {
+                f(kv);
             }
         })?;
-        emit_pending_before(None, f);
+        for (_, v) in pending {
+            if let Some(kv) = v {
+                f(kv.clone());
+            }
+        }
         Ok(())
     }
 
@@ -242,10 +245,12 @@ impl<'a> Reader<'a> {
         };
         let mut out = RangeResult::default();
         let span = KeySpan::new(&req.key, &req.range_end);
+        // Values sorted on must be kept until sorted.
+        let strip_early = req.keys_only && !(sorted && req.sort_target == SortTarget::Value);
         let mut collect = |mut kv: KeyValue| {
             out.count += 1;
             if out.kvs.len() < keep {
-                if req.keys_only {
+                if strip_early {
                     kv.value = Vec::new();
                 }
                 out.kvs.push(kv);
@@ -271,6 +276,9 @@ impl<'a> Reader<'a> {
         if req.limit > 0 && out.kvs.len() > req.limit as usize {
             out.kvs.truncate(req.limit as usize);
             out.more = true;
+        }
+        if req.keys_only && !strip_early {
+            out.kvs.iter_mut().for_each(|kv| kv.value = Vec::new());
         }
         Ok(out)
     }

@@ -182,6 +182,45 @@ fn txn_writes_share_one_revision_and_see_their_own_writes() {
 }
 
 #[test]
+fn txn_range_over_keys_it_overwrote_and_deleted_shows_each_key_once() {
+    let mut s = Store::new();
+    s.put("k1", "old");
+    s.put("k2", "old");
+    s.put("k3", "old");
+    let t = s.txn(TxnRequest {
+        compare: vec![],
+        success: vec![
+            put_op("k1", "new"),
+            RequestOp::DeleteRange(DeleteRangeRequest { key: "k2".into(), ..Default::default() }),
+            put_op("k0", "new"),
+            RequestOp::Range(RangeRequest { key: "k".into(), range_end: "l".into(), ..Default::default() }),
+        ],
+        failure: vec![],
+    });
+    match &t.responses[3] {
+        ResponseOp::Range(r) => {
+            let got: Vec<(Vec<u8>, Vec<u8>)> = r.kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+            let want: Vec<(Vec<u8>, Vec<u8>)> =
+                vec![("k0".into(), "new".into()), ("k1".into(), "new".into()), ("k3".into(), "old".into())];
+            assert_eq!(got, want);
+            assert_eq!(r.count, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn keys_only_still_sorts_by_value() {
+    let mut s = Store::new();
+    for (k, v) in [("a", "3"), ("b", "1"), ("c", "2")] {
+        s.put(k, v);
+    }
+    let r = s.range(RangeRequest { keys_only: true, sort_target: SortTarget::Value, sort_order: SortOrder::Ascend, ..all() }).unwrap();
+    assert_eq!(r.kvs.iter().map(|k| k.key.clone()).collect::<Vec<_>>(), vec![b"b".to_vec(), b"c".to_vec(), b"a".to_vec()]);
+    assert!(r.kvs.iter().all(|k| k.value.is_empty()));
+}
+
+#[test]
 fn compares_on_missing_keys_use_zero_values_but_value_compares_fail() {
     let mut s = Store::new();
     let t = s.txn(TxnRequest {

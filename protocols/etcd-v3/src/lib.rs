@@ -10,6 +10,7 @@ pub mod errors;
 mod cluster;
 mod kv;
 mod maintenance;
+pub mod lenient_authority;
 
 pub use cluster::ClusterService;
 pub use kv::KvService;
