@@ -12,10 +12,13 @@ pub fn cairn_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> -> target/<profile>/cairn
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("cairn");
-    assert!(bin.exists(), "{} not found: run `cargo build --bins` before the tests", bin.display());
-    bin
+    // Tests live in target/<profile>/deps/, helper binaries in target/<profile>/.
+    let dir = exe.parent().expect("exe dir");
+    let candidates = [dir.join("cairn"), dir.parent().map(|p| p.join("cairn")).unwrap_or_default()];
+    let bin = candidates.iter().find(|p| p.exists());
+    bin.cloned().unwrap_or_else(|| {
+        panic!("{} not found: run `cargo build --workspace --bins` before the tests", candidates[1].display())
+    })
 }
 
 /// A port nobody listens on right now.
@@ -150,4 +153,56 @@ pub fn run_cairn(args: &[&str], timeout: Duration) -> Output {
 /// A multi-threaded runtime for a test body.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// A real etcd (Debian's etcd-server, or `ETCD_BIN`) on free 127.0.0.1 ports, for differential
+/// tests; killed when dropped.
+pub struct RealEtcd {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RealEtcd {
+    pub fn start() -> RealEtcd {
+        let bin = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (port, peer) = (free_port(), free_port());
+        let client = format!("http://127.0.0.1:{port}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new(&bin)
+            .args(["--name", "s1", "--data-dir"])
+            .arg(dir.path().join("etcd"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("s1={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run real etcd ({bin}): {e}; install Debian's etcd-server"));
+        let etcd = RealEtcd { child, port, _dir: dir };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !rt.block_on(async {
+            match etcd_client::Client::connect([etcd.url()], None).await {
+                Ok(mut c) => c.status().await.is_ok(),
+                Err(_) => false,
+            }
+        }) {
+            assert!(Instant::now() < deadline, "real etcd did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        etcd
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RealEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -308,12 +308,13 @@ impl Pending<'_, '_> {
             // As etcd: an inner response's header carries only the revision as of that op
             // (the pending revision once the txn has changed anything).
             let revision = self.meta.revision + i64::from(self.sub > 0);
+            // A nested txn's own header stays empty, as etcd leaves it.
             let header = ResponseHeader { revision, ..Default::default() };
             match &mut response {
                 ResponseOp::Range(r) => r.header = header,
                 ResponseOp::Put(r) => r.header = header,
                 ResponseOp::DeleteRange(r) => r.header = header,
-                ResponseOp::Txn(r) => r.header = header,
+                ResponseOp::Txn(_) => {}
             }
             responses.push(response);
         }

@@ -29,7 +29,7 @@ pub const STATE_COLUMN_FAMILIES: [&str; 4] = [CF_KV, CF_HISTORY, CF_REVISIONS, C
 
 /// `meta`: the store revision (i64 BE).
 pub const META_REVISION: &[u8] = b"revision";
-/// `meta`: the compacted revision (i64 BE); 0 before the first compaction.
+/// `meta`: the compacted revision (i64 BE); absent (read as -1) before the first compaction.
 pub const META_COMPACT_REVISION: &[u8] = b"compact_revision";
 /// `meta`: the last applied Raft log id (written by the state machine in each apply batch).
 pub const META_APPLIED: &[u8] = b"applied";

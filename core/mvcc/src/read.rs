@@ -20,7 +20,8 @@ pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<KeyValue>>;
 pub struct StoreMeta {
     /// The store revision: the revision of the last write (1 for an empty store).
     pub revision: i64,
-    /// Revisions below this one are compacted (0: never compacted).
+    /// Revisions below this one are compacted; -1 before the first compaction (as in etcd,
+    /// so that compacting at revision 0 succeeds once).
     pub compact_revision: i64,
 }
 
@@ -102,7 +103,7 @@ impl<'a> Reader<'a> {
         };
         let compact_revision = match self.get(CF_META, layout::META_COMPACT_REVISION)? {
             Some(b) => decode_i64(&b, "compact revision")?,
-            None => 0,
+            None => -1,
         };
         Ok(StoreMeta { revision, compact_revision })
     }
