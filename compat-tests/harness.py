@@ -404,17 +404,34 @@ class Step:
     expect_stderr: Optional[str] = None  # substring of raw stderr
     expect_stdout: Optional[str] = None  # substring of raw stdout
     normalize: Optional[Callable] = None  # extra normaliser over stdout entries
+    # Polling (see POLL): re-run the command every poll_interval seconds until
+    # until(Result) is true or poll_deadline seconds have passed; the last
+    # attempt is recorded, plus whether the condition was met.
+    until: Optional[Callable] = None
+    until_desc: str = ""
+    poll_interval: float = 0.5
+    poll_deadline: float = 15.0
+    sleep: Optional[float] = None  # SLEEP(s): no command, just wait (recorded as an empty step)
 
     def argv(self) -> list:
         return (["-w", "json"] if self.json else []) + list(self.args)
 
+    def grants_lease(self) -> bool:
+        """`lease grant` steps: their output's lease ID is captured (see LeaseIds)."""
+        a = self.args
+        return any(x == "lease" and y == "grant" for x, y in zip(a, a[1:]))
+
     def display(self) -> str:
+        if self.sleep is not None:
+            return f"(sleep {self.sleep:g}s)"
         s = "etcdctl " + shlex.join(a if len(a) <= 60 else f"{a[:20]}…[{len(a)} chars]" for a in self.argv())
         if self.stdin is not None:
             shown = self.stdin.decode(errors="backslashreplace")
             if len(shown) > 160:
                 shown = shown[:160] + f"... ({len(self.stdin)} bytes)"
             s += f"  <<< {shown!r}"
+        if self.until is not None:
+            s += f"  [repeated every {self.poll_interval:g}s until {self.until_desc or 'condition'}, max {self.poll_deadline:g}s]"
         return s
 
 
@@ -493,6 +510,95 @@ def show_bytes(b: bytes) -> str:
         return abbreviate(f"<bytes:{b.hex()}>")
 
 
+# -- lease IDs ---------------------------------------------------------------
+
+LEASE_ID_FIELDS = ("ID", "id", "lease")  # JSON fields that carry a lease ID (grant/keep-alive, ttl/list, kvs)
+_LEASE_PLACEHOLDER_RE = re.compile(r"\{lease(\d*)\}")
+_HEX16_RE = re.compile(r"\b[0-9a-f]{16}\b")  # etcdctl prints lease IDs as %016x
+_FIELDS_LEASE_RE = re.compile(r'^"(ID|Lease)" : (\d+)$')  # `-w fields` lines
+_GRANT_TEXT_RE = re.compile(r"^lease ([0-9a-f]+) granted with TTL\(")
+_REMAINING_TEXT_RE = re.compile(r"granted with TTL\((-?\d+)s\), remaining\((-?\d+)s\)")
+_ATTACHED_KEYS_RE = re.compile(r"attached keys\(\[(.*)\]\)")
+
+# Remaining TTL (`lease timetolive`) depends on timing. etcd truncates to whole
+# seconds, so right after a grant/keep-alive it reports granted-1, never the
+# full granted TTL. A value in [granted-REMAINING_SLACK, granted-1] (and >= 0)
+# becomes a bucket label; anything else (granted itself, -1, milliseconds...)
+# is kept verbatim and therefore shows up as a difference.
+REMAINING_SLACK = 5
+
+
+def remaining_bucket(ttl: int, granted: int):
+    lo, hi = max(0, granted - REMAINING_SLACK), granted - 1
+    if granted > 0 and lo <= ttl <= hi:
+        return f"<remaining {lo}..{hi}s>"
+    return ttl
+
+
+class LeaseIds:
+    """Lease IDs the server chose in this run.
+
+    * Every `lease grant` step appends what it granted (None if the grant
+      failed or printed no ID), so `{lease}` in a later step's args/stdin is
+      the last grant's ID and `{leaseN}` the N-th grant step's ID, both in
+      hex (what etcdctl expects on its command line).
+    * In the compared output, each distinct granted ID becomes <LEASE1>,
+      <LEASE2>, ... in order of first grant, in decimal (JSON `ID`/`id`/
+      `lease`, `-w fields` `ID`/`Lease`) and %016x hex (text output). IDs
+      that were never granted in this run (e.g. the scenario's made-up
+      unknown IDs) and ID 0 are left as they are."""
+
+    def __init__(self):
+        self.granted: list = []
+        self.names: dict = {}
+
+    def capture(self, r: Result) -> None:
+        lid = None
+        if r.rc == 0:
+            for line in r.stdout.decode(errors="replace").splitlines():
+                line = line.strip()
+                m = _GRANT_TEXT_RE.match(line)
+                if m:
+                    lid = int(m.group(1), 16)
+                elif line.startswith("{"):
+                    try:
+                        v = json.loads(line).get("ID")
+                        lid = v if isinstance(v, int) else None
+                    except (ValueError, AttributeError):
+                        pass
+                elif line.startswith('"ID" : '):
+                    m = _FIELDS_LEASE_RE.match(line)
+                    lid = int(m.group(2)) if m else None
+                if lid is not None:
+                    break
+        self.granted.append(lid if lid else None)
+        if lid and lid not in self.names:
+            self.names[lid] = f"<LEASE{len(self.names) + 1}>"
+
+    def name(self, v) -> Optional[str]:
+        return self.names.get(v) if isinstance(v, int) and not isinstance(v, bool) else None
+
+    def fill(self, s: str) -> str:
+        def sub(m):
+            n = int(m.group(1)) if m.group(1) else len(self.granted)
+            lid = self.granted[n - 1] if 1 <= n <= len(self.granted) else None
+            return format(lid, "x") if lid else f"NO-LEASE-{m.group(1) or 'GRANTED'}"
+        return _LEASE_PLACEHOLDER_RE.sub(sub, s)
+
+    def fill_bytes(self, b: Optional[bytes]) -> Optional[bytes]:
+        return None if b is None else self.fill(b.decode("utf-8", errors="surrogateescape")).encode(
+            "utf-8", errors="surrogateescape")
+
+    def text(self, s: str) -> str:
+        if not self.names:
+            return s
+        s = _HEX16_RE.sub(lambda m: self.names.get(int(m.group(0), 16), m.group(0)), s)
+        m = _FIELDS_LEASE_RE.match(s)
+        if m and int(m.group(2)) in self.names:
+            s = f'"{m.group(1)}" : {self.names[int(m.group(2))]}'
+        return s
+
+
 class Normalizer:
     """Turns raw etcdctl output of one server into a comparable structure.
 
@@ -512,6 +618,7 @@ class Normalizer:
 
     def __init__(self, server: Server):
         self.server = server
+        self.leases = LeaseIds()
         self.subs: list = []
         # peer URLs first (before the client-port rewrite could touch them)
         for u in server.peer_urls:
@@ -525,6 +632,10 @@ class Normalizer:
 
     # -- text --------------------------------------------------------------
     def text(self, s: str) -> str:
+        s = self.leases.text(s)
+        s = _REMAINING_TEXT_RE.sub(self._remaining_text, s)
+        # `lease timetolive --keys`: etcd lists attached keys in map order
+        s = _ATTACHED_KEYS_RE.sub(lambda m: f"attached keys([{' '.join(sorted(m.group(1).split(' ')))}])", s)
         for old, new in self.subs:
             s = s.replace(old, new)
         s = _TOOK_TEXT_RE.sub("took = <duration>", s)
@@ -532,6 +643,11 @@ class Normalizer:
             if rx.match(s):
                 return ph
         return s
+
+    @staticmethod
+    def _remaining_text(m) -> str:
+        b = remaining_bucket(int(m.group(2)), int(m.group(1)))
+        return f"granted with TTL({m.group(1)}s), remaining({b if isinstance(b, str) else f'{b}s'})"
 
     # -- json --------------------------------------------------------------
     def json(self, obj, parent_key: str = ""):
@@ -548,8 +664,18 @@ class Normalizer:
                     out[k] = [self._member(m) for m in v]
                 elif k == "took" and isinstance(v, str):
                     out[k] = "<duration>"
+                elif k in ("cluster_id", "member_id", "raft_term") and isinstance(v, int):
+                    # lease responses print the header flattened into the top level
+                    out[k] = "<" + k.replace("_", "-") + ">"
+                elif k in LEASE_ID_FIELDS and self.leases.name(v):
+                    out[k] = self.leases.name(v)
                 else:
                     out[k] = self.json(v, k)
+            if isinstance(obj.get("granted-ttl"), int):  # lease timetolive
+                if isinstance(obj.get("ttl"), int):
+                    out["ttl"] = remaining_bucket(obj["ttl"], obj["granted-ttl"])
+                if isinstance(obj.get("keys"), list):  # base64 keys, in map order on etcd
+                    out["keys"] = sorted(self._b64(x) if isinstance(x, str) else repr(x) for x in obj["keys"])
             return out
         if isinstance(obj, list):
             return [self.json(x, parent_key) for x in obj]
@@ -666,20 +792,51 @@ class StepRecord:
     stdout: list
     stderr: list
     raw: Result
+    condition: Optional[str] = None  # POLL steps only: "met" / "NOT met after Ns"
 
     def comparable(self) -> dict:
-        return {"exit_code": self.rc, "stdout": self.stdout, "stderr": self.stderr}
+        d = {"exit_code": self.rc, "stdout": self.stdout, "stderr": self.stderr}
+        if self.condition is not None:
+            d["condition"] = self.condition
+        return d
+
+
+def _run_step(server: Server, step: Step, argv: list, stdin: Optional[bytes]):
+    """Run one step; POLL steps are repeated until their condition holds or
+    the deadline passes. -> (last Result, condition text or None)."""
+    if step.until is None:
+        return server.etcdctl(argv, stdin), None
+    deadline = time.monotonic() + step.poll_deadline
+    while True:
+        r = server.etcdctl(argv, stdin)
+        try:
+            ok = bool(step.until(r))
+        except Exception:
+            ok = False
+        if ok:
+            return r, "met"
+        if time.monotonic() >= deadline:
+            return r, f"NOT met after {step.poll_deadline:g}s"
+        time.sleep(step.poll_interval)
 
 
 def run_scenario(server: Server, scenario: Scenario) -> list:
     norm = Normalizer(server)
     records = []
     for step in scenario.steps:
-        r = server.etcdctl(step.argv(), step.stdin)
+        if step.sleep is not None:
+            time.sleep(step.sleep)
+            r = Result([], None, 0, b"", b"", step.sleep)
+            records.append(StepRecord(step.display(), 0, [], [], r))
+            continue
+        argv = [norm.leases.fill(a) for a in step.argv()]
+        r, condition = _run_step(server, step, argv, norm.leases.fill_bytes(step.stdin))
+        if step.grants_lease():
+            norm.leases.capture(r)
         out = norm.lines(r.stdout)
         if step.normalize is not None:
             out = step.normalize(out)
-        records.append(StepRecord(step.display(), r.rc, out, norm.stderr_lines(r.stderr), r))
+        records.append(StepRecord(step.display(), r.rc, out, norm.stderr_lines(r.stderr), r, condition))
     return records
 
 
@@ -697,6 +854,8 @@ def check_expectations(scenario: Scenario, records: list) -> list:
             why.append(f"stderr lacks {step.expect_stderr!r}")
         if step.expect_stdout is not None and step.expect_stdout not in raw_out:
             why.append(f"stdout lacks {step.expect_stdout!r}")
+        if step.until is not None and rec.condition != "met":
+            why.append(f"condition ({step.until_desc or 'until'}) {rec.condition}")
         if why:
             problems.append(f"step {i}: {rec.command}\n  " + "; ".join(why) + "\n" + _indent(rec.raw.text(), 4))
     return problems
@@ -783,6 +942,20 @@ def T(cmd, stdin=None, *, rc: Optional[int] = 0, err=None, out=None, normalize=N
 def FAIL(cmd, message: str, rc: int = 1, stdin=None, json_out: bool = True) -> Step:
     """A step expected to fail (on etcd) with `message` in stderr."""
     return Step(_args(cmd), _bytes(stdin), json_out, rc, message, None, None)
+
+
+def POLL(cmd, until: Callable, desc: str, *, json_out: bool = True, interval: float = 0.5,
+         deadline: float = 15.0) -> Step:
+    """A step re-run every `interval` s until until(Result) is true (max
+    `deadline` s). The last attempt is recorded and compared, plus whether
+    the condition was met (on etcd it must be)."""
+    return Step(_args(cmd), None, json_out, 0, None, None, None,
+                until=until, until_desc=desc, poll_interval=interval, poll_deadline=deadline)
+
+
+def SLEEP(seconds: float) -> Step:
+    """Wait (no command); recorded as an empty step."""
+    return Step([], None, False, None, sleep=seconds)
 
 
 def txn_input(compares=(), success=(), failure=()) -> str:

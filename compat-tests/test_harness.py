@@ -136,3 +136,65 @@ def test_clean_env_drops_etcdctl_vars(monkeypatch):
     env = harness.clean_env()
     assert "ETCDCTL_ENDPOINTS" not in env and "https_proxy" not in env
     assert env["ETCDCTL_API"] == "3"
+
+
+# -- leases ------------------------------------------------------------------
+
+
+def _grant(n, lid, out=None):
+    """Feed a `lease grant` result with ID lid into normaliser n."""
+    r = Result([], None, 0, (out or json.dumps({"ID": lid, "TTL": 10})).encode(), b"", 0)
+    n.leases.capture(r)
+
+
+def test_lease_ids_become_placeholders_in_json_text_and_fields():
+    n = norm()
+    _grant(n, 0x2040A21DFB992905)
+    _grant(n, 7, out="lease 0000000000000007 granted with TTL(10s)\n")
+    assert n.leases.fill("--lease={lease1}") == "--lease=2040a21dfb992905"
+    assert n.leases.fill("{lease}") == "7" and n.leases.fill("{lease2}") == "7"
+    assert n.leases.fill("{lease3}") == "NO-LEASE-3"  # no such grant: etcdctl will reject it
+    out = n.json({"cluster_id": 1, "member_id": 2, "revision": 1, "raft_term": 3, "ID": 0x2040A21DFB992905, "TTL": 10})
+    assert out == {"cluster_id": "<cluster-id>", "member_id": "<member-id>", "revision": 1,
+                   "raft_term": "<raft-term>", "ID": "<LEASE1>", "TTL": 10}
+    assert n.json({"leases": [{"id": 7}, {"id": 0x2040A21DFB992905}]}) == {"leases": [{"id": "<LEASE2>"}, {"id": "<LEASE1>"}]}
+    assert n.json({"kvs": [{"key": b64("a"), "lease": 7}]}) == {"kvs": [{"key": "a", "lease": "<LEASE2>"}]}
+    assert n.text("lease 2040a21dfb992905 revoked") == "lease <LEASE1> revoked"
+    assert n.text("0000000000000007") == "<LEASE2>"
+    assert n.text('"Lease" : 7') == '"Lease" : <LEASE2>'
+    # never-granted IDs, and small numbers that are not 16-digit hex, are kept
+    assert n.json({"id": 305441741, "ttl": -1, "granted-ttl": 0}) == {"id": 305441741, "ttl": -1, "granted-ttl": 0}
+    assert n.text("lease 000000001234abcd already expired") == "lease 000000001234abcd already expired"
+    assert n.text("found 7 leases") == "found 7 leases"
+
+
+def test_lease_id_reuse_and_zero_stay_visible():
+    n = norm()
+    _grant(n, 5)
+    _grant(n, 5)  # a server handing out the same ID twice
+    _grant(n, 0)  # or ID 0
+    assert n.leases.granted == [5, 5, None]
+    assert n.json({"ID": 5}) == {"ID": "<LEASE1>"} and n.json({"ID": 0}) == {"ID": 0}
+
+
+def test_lease_remaining_ttl_bucket_and_keys_order():
+    n = norm()
+    ttl = lambda t, g: n.json({"id": 1, "ttl": t, "granted-ttl": g})["ttl"]
+    assert ttl(99, 100) == ttl(95, 100) == "<remaining 95..99s>"
+    assert ttl(100, 100) == 100  # etcd truncates: never the full granted TTL
+    assert ttl(94, 100) == 94 and ttl(99000, 100) == 99000
+    assert ttl(1, 2) == ttl(0, 2) == "<remaining 0..1s>"
+    assert ttl(-1, 0) == -1
+    a = n.json({"ttl": 9, "granted-ttl": 10, "keys": [b64("k2"), b64("k1")]})
+    assert a["keys"] == ["k1", "k2"]
+    assert n.text("lease x granted with TTL(10s), remaining(9s), attached keys([k2 k1])") == \
+        "lease x granted with TTL(10s), remaining(<remaining 5..9s>), attached keys([k1 k2])"
+    assert n.text("granted with TTL(10s), remaining(10s)") == "granted with TTL(10s), remaining(10s)"
+
+
+def test_poll_condition_is_compared():
+    r = Result([], None, 0, b"", b"", 0)
+    met = StepRecord("etcdctl get x", 0, [], [], r, "met")
+    not_met = StepRecord("etcdctl get x", 0, [], [], r, "NOT met after 15s")
+    assert diff_transcripts([met], [not_met]) is not None
+    assert "condition" not in _rec(0, []).comparable()  # ordinary steps unchanged

@@ -7,10 +7,12 @@
 
 mod error;
 mod kv;
+mod lease;
 mod cluster;
 mod service;
 
 pub use cluster::*;
 pub use error::StoreError;
 pub use kv::*;
+pub use lease::*;
 pub use service::*;

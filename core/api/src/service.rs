@@ -4,6 +4,8 @@
 use std::future::Future;
 
 use crate::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseKeepAliveResponse, LeaseLeasesResponse,
+    LeaseRevokeResponse, LeaseTimeToLiveResponse,
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     MemberListResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, StatusResponse,
     StoreError, TxnRequest, TxnResponse,
@@ -34,4 +36,19 @@ pub trait Cluster: Clone + Send + Sync + 'static {
 /// Per-member status and upkeep.
 pub trait Maintenance: Clone + Send + Sync + 'static {
     fn status(&self) -> impl Future<Output = StoreResult<StatusResponse>> + Send;
+}
+
+/// Leases: grant, keep alive, revoke, inspect.
+pub trait Lease: Clone + Send + Sync + 'static {
+    fn lease_grant(&self, req: LeaseGrantRequest) -> impl Future<Output = StoreResult<LeaseGrantResponse>> + Send;
+    fn lease_revoke(&self, id: LeaseId) -> impl Future<Output = StoreResult<LeaseRevokeResponse>> + Send;
+    /// Renews the lease to its full TTL; an unknown lease answers TTL 0.
+    fn lease_keep_alive(&self, id: LeaseId) -> impl Future<Output = StoreResult<LeaseKeepAliveResponse>> + Send;
+    /// An unknown lease answers TTL -1.
+    fn lease_time_to_live(
+        &self,
+        id: LeaseId,
+        keys: bool,
+    ) -> impl Future<Output = StoreResult<LeaseTimeToLiveResponse>> + Send;
+    fn lease_leases(&self) -> impl Future<Output = StoreResult<LeaseLeasesResponse>> + Send;
 }

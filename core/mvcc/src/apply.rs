@@ -6,6 +6,7 @@
 //! refuses it alike. Reads inside a txn see the txn's earlier writes through an overlay.
 
 use cairn_api::{
+    LeaseGrantResponse, LeaseKeepAliveResponse, LeaseRevokeResponse,
     Compare, CompareResult, CompareTarget, CompactionRequest, CompactionResponse, DeleteRangeRequest,
     DeleteRangeResponse, KeyValue, PutRequest, PutResponse, RangeResponse, RequestOp, ResponseHeader,
     ResponseOp, StoreError, TxnRequest, TxnResponse,
@@ -13,9 +14,9 @@ use cairn_api::{
 use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{encode, encode_i64, Change, Version};
+use crate::codec::{encode, encode_i64, Change, LeaseRecord, Version};
 use crate::error::{MvccError, Result};
-use crate::layout::{self, CF_HISTORY, CF_KV, CF_META, CF_REVISIONS};
+use crate::layout::{self, CF_HISTORY, CF_KV, CF_LEASES, CF_LEASE_KEYS, CF_META, CF_REVISIONS};
 use crate::read::{Overlay, Reader, StoreMeta};
 use crate::Db;
 
@@ -26,6 +27,15 @@ pub enum WriteCommand {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compact(CompactionRequest),
+    /// Grants lease `id` (chosen by the proposer) for `ttl` seconds from `now_ms`.
+    LeaseGrant { id: i64, ttl: i64, now_ms: i64 },
+    /// Ends lease `id`, deleting its keys in one revision.
+    LeaseRevoke { id: i64 },
+    /// Moves lease `id`'s deadline to `now_ms` + its TTL.
+    LeaseRenew { id: i64, now_ms: i64 },
+    /// Ends those of `ids` whose deadline is at or before `now_ms` (proposed by the leader),
+    /// deleting all their keys in one revision.
+    LeaseExpire { ids: Vec<i64>, now_ms: i64 },
 }
 
 /// The answer to a [`WriteCommand`], header revision and term filled in.
@@ -35,6 +45,10 @@ pub enum ApplyOutcome {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseRenew(LeaseKeepAliveResponse),
+    LeaseExpire { revoked: usize },
 }
 
 /// Applies commands in log order. Holds the revision counters between commands, so it must be
@@ -98,6 +112,42 @@ impl Applier {
                 p.check_txn_ops(req, &mut path.iter().copied())?;
                 ApplyOutcome::Txn(p.txn(req, &mut path.into_iter())?)
             }
+            WriteCommand::LeaseGrant { id, ttl, now_ms } => {
+                if reader.get_lease(*id)?.is_some() {
+                    return Err(StoreError::LeaseExists.into());
+                }
+                let record = LeaseRecord { ttl: *ttl, deadline_ms: now_ms.saturating_add(ttl.saturating_mul(1000)) };
+                p.writes.push(Write::Put(CF_LEASES, layout::lease_key(*id).to_vec(), encode(&record)));
+                ApplyOutcome::LeaseGrant(LeaseGrantResponse { id: *id, ttl: *ttl, ..Default::default() })
+            }
+            WriteCommand::LeaseRevoke { id } => {
+                if reader.get_lease(*id)?.is_none() {
+                    return Err(StoreError::LeaseNotFound.into());
+                }
+                p.end_lease(*id)?;
+                ApplyOutcome::LeaseRevoke(LeaseRevokeResponse::default())
+            }
+            WriteCommand::LeaseRenew { id, now_ms } => {
+                let lease = match reader.get_lease(*id)? {
+                    // An expired lease is as good as gone, even before the leader revokes it.
+                    Some(l) if l.deadline_ms > *now_ms => l,
+                    _ => return Err(StoreError::LeaseNotFound.into()),
+                };
+                let record = LeaseRecord { ttl: lease.ttl, deadline_ms: now_ms.saturating_add(lease.ttl.saturating_mul(1000)) };
+                p.writes.push(Write::Put(CF_LEASES, layout::lease_key(*id).to_vec(), encode(&record)));
+                ApplyOutcome::LeaseRenew(LeaseKeepAliveResponse { id: *id, ttl: lease.ttl, ..Default::default() })
+            }
+            WriteCommand::LeaseExpire { ids, now_ms } => {
+                let mut revoked = 0;
+                for id in ids {
+                    // Renewed or revoked since the leader decided: leave it.
+                    if reader.get_lease(*id)?.is_some_and(|l| l.deadline_ms <= *now_ms) {
+                        p.end_lease(*id)?;
+                        revoked += 1;
+                    }
+                }
+                ApplyOutcome::LeaseExpire { revoked }
+            }
             WriteCommand::Compact(req) => {
                 crate::compact::compact(db, batch, self.meta, req.revision)?;
                 self.meta.compact_revision = req.revision;
@@ -151,6 +201,19 @@ fn set_header(outcome: ApplyOutcome, header: ResponseHeader) -> ApplyOutcome {
             r.header = header;
             ApplyOutcome::Compact(r)
         }
+        ApplyOutcome::LeaseGrant(mut r) => {
+            r.header = header;
+            ApplyOutcome::LeaseGrant(r)
+        }
+        ApplyOutcome::LeaseRevoke(mut r) => {
+            r.header = header;
+            ApplyOutcome::LeaseRevoke(r)
+        }
+        ApplyOutcome::LeaseRenew(mut r) => {
+            r.header = header;
+            ApplyOutcome::LeaseRenew(r)
+        }
+        expire @ ApplyOutcome::LeaseExpire { .. } => expire,
     }
 }
 
@@ -171,16 +234,43 @@ impl Pending<'_, '_> {
         if (req.ignore_value || req.ignore_lease) && self.latest(&req.key)?.is_none() {
             return Err(StoreError::KeyNotFound.into());
         }
-        if req.lease != 0 && !self.lease_exists(req.lease) {
+        if req.lease != 0 && !self.lease_exists(req.lease)? {
             return Err(StoreError::LeaseNotFound.into());
         }
         Ok(())
     }
 
-    /// Whether lease `id` is granted. Cairn has no lease table yet, so no lease exists and every
-    /// put naming one is refused as etcd refuses a put to an unknown lease.
-    fn lease_exists(&self, _id: i64) -> bool {
-        false
+    fn lease_exists(&self, id: i64) -> Result<bool> {
+        Ok(self.reader.get_lease(id)?.is_some())
+    }
+
+    /// Deletes every key lease `id` holds (at the pending revision) and the lease itself.
+    fn end_lease(&mut self, id: i64) -> Result<()> {
+        let rev = self.revision();
+        for key in self.reader.lease_keys(id)? {
+            // A key re-attached elsewhere earlier in this command is no longer this lease's.
+            if let Some(kv) = self.latest(&key)?.filter(|kv| kv.lease == id) {
+                self.writes.push(Write::Delete(CF_KV, kv.key.clone()));
+                self.record_change(&kv.key, &Version::tombstone(rev));
+                self.overlay.insert(kv.key.clone(), None);
+            }
+            self.writes.push(Write::Delete(CF_LEASE_KEYS, layout::lease_key_entry(id, &key)));
+        }
+        self.writes.push(Write::Delete(CF_LEASES, layout::lease_key(id).to_vec()));
+        Ok(())
+    }
+
+    /// Keeps `lease_keys` in step when `key` moves from lease `old` to lease `new` (0: none).
+    fn move_lease(&mut self, key: &[u8], old: i64, new: i64) {
+        if old == new {
+            return;
+        }
+        if old != 0 {
+            self.writes.push(Write::Delete(CF_LEASE_KEYS, layout::lease_key_entry(old, key)));
+        }
+        if new != 0 {
+            self.writes.push(Write::Put(CF_LEASE_KEYS, layout::lease_key_entry(new, key), Vec::new()));
+        }
     }
 
     fn record_change(&mut self, key: &[u8], version: &Version) {
@@ -209,6 +299,7 @@ impl Pending<'_, '_> {
             },
         };
         let version = Version::from_kv(&kv);
+        self.move_lease(&req.key, prev.as_ref().map_or(0, |p| p.lease), kv.lease);
         self.writes.push(Write::Put(CF_KV, req.key.clone(), encode(&version)));
         self.record_change(&req.key, &version);
         self.overlay.insert(req.key.clone(), Some(kv));
@@ -225,6 +316,7 @@ impl Pending<'_, '_> {
         let doomed = self.live_in(&req.key, &req.range_end)?;
         let rev = self.revision();
         for kv in &doomed {
+            self.move_lease(&kv.key, kv.lease, 0);
             self.writes.push(Write::Delete(CF_KV, kv.key.clone()));
             self.record_change(&kv.key, &Version::tombstone(rev));
             self.overlay.insert(kv.key.clone(), None);

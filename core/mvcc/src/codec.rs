@@ -60,6 +60,17 @@ pub(crate) struct Change {
     pub tombstone: bool,
 }
 
+/// A granted lease, as `leases` stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// The granted TTL in seconds.
+    pub ttl: i64,
+    /// Wall-clock deadline (ms since the Unix epoch) as decided by the member that proposed the
+    /// grant or the last renewal; part of the replicated state, so every member agrees on it and
+    /// it survives restarts and leader changes.
+    pub deadline_ms: i64,
+}
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // postcard only fails on writer errors, and a Vec writer cannot fail.
     postcard::to_stdvec(value).expect("encoding into a Vec cannot fail")

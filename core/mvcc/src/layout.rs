@@ -6,6 +6,8 @@
 //! | `history`   | escaped user key, `00 00`, `!revision` (u64 BE) | every version still readable (`Version`), newest first per key |
 //! | `revisions` | main revision (u64 BE), sub revision (u64 BE)   | which key changed at that point (`Change`): the event log watches replay |
 //! | `meta`      | names below                                 | store revision, compaction point, applied log id, membership, ids |
+//! | `leases`    | lease id (u64 BE)                           | granted TTL and deadline (`Lease`) |
+//! | `lease_keys`| lease id (u64 BE), user key                 | empty: which keys a lease holds |
 //! | `raft_log`  | log index (u64 BE)                          | one Raft log entry |
 //! | `raft_state`| names below                                 | vote, committed log id, last purged log id |
 //!
@@ -17,15 +19,17 @@ pub const CF_KV: &str = "kv";
 pub const CF_HISTORY: &str = "history";
 pub const CF_REVISIONS: &str = "revisions";
 pub const CF_META: &str = "meta";
+pub const CF_LEASES: &str = "leases";
+pub const CF_LEASE_KEYS: &str = "lease_keys";
 pub const CF_RAFT_LOG: &str = "raft_log";
 pub const CF_RAFT_STATE: &str = "raft_state";
 
 /// Every column family, in the order they are opened.
-pub const COLUMN_FAMILIES: [&str; 6] =
-    [CF_KV, CF_HISTORY, CF_REVISIONS, CF_META, CF_RAFT_LOG, CF_RAFT_STATE];
+pub const COLUMN_FAMILIES: [&str; 8] =
+    [CF_KV, CF_HISTORY, CF_REVISIONS, CF_META, CF_LEASES, CF_LEASE_KEYS, CF_RAFT_LOG, CF_RAFT_STATE];
 
 /// The column families holding the state machine (what a snapshot carries).
-pub const STATE_COLUMN_FAMILIES: [&str; 4] = [CF_KV, CF_HISTORY, CF_REVISIONS, CF_META];
+pub const STATE_COLUMN_FAMILIES: [&str; 6] = [CF_KV, CF_HISTORY, CF_REVISIONS, CF_META, CF_LEASES, CF_LEASE_KEYS];
 
 /// `meta`: the store revision (i64 BE).
 pub const META_REVISION: &[u8] = b"revision";
@@ -122,6 +126,19 @@ pub fn decode_revision_key(raw: &[u8]) -> Option<(i64, i64)> {
     let main = u64::from_be_bytes(raw[..8].try_into().ok()?) as i64;
     let sub = u64::from_be_bytes(raw[8..].try_into().ok()?) as i64;
     Some((main, sub))
+}
+
+/// The key of a lease in `leases`, and the prefix of its keys in `lease_keys`.
+pub fn lease_key(id: i64) -> [u8; 8] {
+    (id as u64).to_be_bytes()
+}
+
+/// The `lease_keys` entry saying lease `id` holds `key`.
+pub fn lease_key_entry(id: i64, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len());
+    out.extend_from_slice(&lease_key(id));
+    out.extend_from_slice(key);
+    out
 }
 
 /// The key of the Raft log column family.

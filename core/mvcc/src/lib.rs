@@ -16,6 +16,7 @@ mod storage;
 mod validate;
 
 pub use apply::{read_only_txn, Applier, ApplyOutcome, WriteCommand};
+pub use codec::LeaseRecord;
 pub use error::MvccError;
 pub use read::{Reader, StoreMeta};
 pub use storage::{open_db, DbOptions};

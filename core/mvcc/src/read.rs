@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use cairn_api::{KeyValue, RangeRequest, RangeResponse, ResponseHeader, SortOrder, SortTarget, StoreError};
 use rocksdb::{ReadOptions, Snapshot};
 
-use crate::codec::{decode, decode_i64, Version};
+use crate::codec::{decode, decode_i64, LeaseRecord, Version};
 use crate::error::{MvccError, Result};
-use crate::layout::{self, CF_HISTORY, CF_KV, CF_META};
+use crate::layout::{self, CF_HISTORY, CF_KV, CF_LEASES, CF_LEASE_KEYS, CF_META};
 use crate::Db;
 
 /// Pending latest versions of keys changed earlier in the command being applied
@@ -106,6 +106,54 @@ impl<'a> Reader<'a> {
             None => -1,
         };
         Ok(StoreMeta { revision, compact_revision })
+    }
+
+    /// The lease `id`, if granted and not yet revoked.
+    pub fn get_lease(&self, id: i64) -> Result<Option<LeaseRecord>> {
+        match self.get(CF_LEASES, &layout::lease_key(id))? {
+            Some(b) => Ok(Some(decode(&b, "lease")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every lease, in id order.
+    pub fn leases(&self) -> Result<Vec<(i64, LeaseRecord)>> {
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LEASES)?, self.opts());
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let id = u64::from_be_bytes(k.try_into().map_err(|_| MvccError::Corrupt("lease key".into()))?) as i64;
+            out.push((id, decode(v, "lease")?));
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// The leases whose deadline is at or before `now_ms`, at most `max` of them.
+    pub fn expired_leases(&self, now_ms: i64, max: usize) -> Result<Vec<i64>> {
+        Ok(self.leases()?.into_iter().filter(|(_, l)| l.deadline_ms <= now_ms).map(|(id, _)| id).take(max).collect())
+    }
+
+    /// The keys attached to lease `id`, in key order.
+    pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>> {
+        let prefix = layout::lease_key(id);
+        let mut opts = self.opts();
+        if id != -1 {
+            opts.set_iterate_upper_bound(layout::lease_key(id.wrapping_add(1)).to_vec());
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LEASE_KEYS)?, opts);
+        it.seek(prefix);
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            match k.strip_prefix(&prefix[..]) {
+                Some(key) => out.push(key.to_vec()),
+                None => break,
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
     }
 
     /// The live version of `key`, if any.

@@ -7,12 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_api::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, Member, MemberListResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, ReadConsistency, RequestOp, ResponseHeader,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseKeepAliveResponse, LeaseLeasesResponse,
+    LeaseRevokeResponse, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ReadConsistency, RequestOp, ResponseHeader,
     StatusResponse, StoreError, StoreResult, TxnRequest, TxnResponse,
 };
 use cairn_mvcc::layout::{self, CF_META};
@@ -164,7 +165,14 @@ impl CairnNode {
         }
         let metrics = raft.metrics();
         let node = CairnNode { inner: Arc::new(Inner { raft, db, metrics, member_id, cluster_id, config }) };
+        tokio::spawn(expire_leases(Arc::downgrade(&node.inner)));
         Ok(node)
+    }
+
+    /// The shortest TTL a lease is granted: 1.5 election timeouts, in whole seconds (etcd's
+    /// rule), so a lease outlives a leader election.
+    fn min_lease_ttl(&self) -> i64 {
+        ((self.inner.config.election_timeout_ms * 3 / 2).div_ceil(1000)).max(1) as i64
     }
 
     /// Waits until this member knows a leader (or `timeout` passes).
@@ -268,6 +276,57 @@ impl CairnNode {
     }
 }
 
+/// Wall-clock milliseconds since the Unix epoch: lease deadlines are wall-clock.
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How often the leader looks for leases past their deadline.
+const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// Most leases ended by one log entry.
+const LEASES_PER_EXPIRY: usize = 1000;
+
+/// Runs on every member for as long as the member runs; only the leader proposes expiries.
+/// Deadlines are replicated state, so a new leader ends exactly the leases whose deadline has
+/// passed, wherever they were granted or renewed.
+async fn expire_leases(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(LEASE_CHECK_INTERVAL).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let node = CairnNode { inner };
+        let is_leader = node.inner.metrics.borrow().current_leader == Some(node.inner.member_id);
+        if !is_leader {
+            continue;
+        }
+        loop {
+            let now = now_ms();
+            let expired = match node.read(move |r| r.expired_leases(now, LEASES_PER_EXPIRY)).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!("looking for expired leases: {e}");
+                    break;
+                }
+            };
+            if expired.is_empty() {
+                break;
+            }
+            let full = expired.len() == LEASES_PER_EXPIRY;
+            match node.propose(WriteCommand::LeaseExpire { ids: expired, now_ms: now }).await {
+                Ok(ApplyOutcome::LeaseExpire { revoked }) => tracing::debug!(revoked, "leases expired"),
+                Ok(_) => {}
+                Err(StoreError::Stopped) => return,
+                Err(e) => {
+                    tracing::debug!("expiring leases: {e}");
+                    break;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
 /// The size a write takes in the log, roughly: its keys and values plus a little per op.
 fn command_size(cmd: &WriteCommand) -> usize {
     fn op_size(op: &RequestOp) -> usize {
@@ -289,7 +348,11 @@ fn command_size(cmd: &WriteCommand) -> usize {
         WriteCommand::Put(p) => 32 + p.key.len() + p.value.len(),
         WriteCommand::DeleteRange(d) => 32 + d.key.len() + d.range_end.len(),
         WriteCommand::Txn(t) => txn_size(t),
-        WriteCommand::Compact(_) => 32,
+        WriteCommand::Compact(_)
+        | WriteCommand::LeaseGrant { .. }
+        | WriteCommand::LeaseRevoke { .. }
+        | WriteCommand::LeaseRenew { .. } => 32,
+        WriteCommand::LeaseExpire { ids, .. } => 32 + 8 * ids.len(),
     }
 }
 
@@ -408,5 +471,81 @@ impl cairn_api::Maintenance for CairnNode {
             is_learner: !voters.contains(&self.inner.member_id),
             errors: Vec::new(),
         })
+    }
+}
+
+impl cairn_api::Lease for CairnNode {
+    async fn lease_grant(&self, req: LeaseGrantRequest) -> StoreResult<LeaseGrantResponse> {
+        if req.ttl > cairn_api::MAX_LEASE_TTL {
+            return Err(StoreError::LeaseTtlTooLarge);
+        }
+        let ttl = req.ttl.max(self.min_lease_ttl());
+        // A server-chosen id is random and positive; on the rare collision, choose again.
+        for _ in 0..8 {
+            let id = if req.id != 0 { req.id } else { (rand::random::<u64>() >> 1).max(1) as i64 };
+            match self.propose(WriteCommand::LeaseGrant { id, ttl, now_ms: now_ms() }).await {
+                Ok(ApplyOutcome::LeaseGrant(mut r)) => {
+                    r.header = self.stamp(r.header);
+                    return Ok(r);
+                }
+                Ok(other) => return Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
+                Err(StoreError::LeaseExists) if req.id == 0 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::LeaseExists)
+    }
+
+    async fn lease_revoke(&self, id: LeaseId) -> StoreResult<LeaseRevokeResponse> {
+        match self.propose(WriteCommand::LeaseRevoke { id }).await? {
+            ApplyOutcome::LeaseRevoke(mut r) => {
+                r.header = self.stamp(r.header);
+                Ok(r)
+            }
+            other => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn lease_keep_alive(&self, id: LeaseId) -> StoreResult<LeaseKeepAliveResponse> {
+        match self.propose(WriteCommand::LeaseRenew { id, now_ms: now_ms() }).await {
+            Ok(ApplyOutcome::LeaseRenew(mut r)) => {
+                r.header = self.stamp(r.header);
+                Ok(r)
+            }
+            Ok(other) => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
+            Err(StoreError::LeaseNotFound) => {
+                let revision = self.read(|r| r.meta()).await?.revision;
+                Ok(LeaseKeepAliveResponse { header: self.header(revision), id, ttl: 0 })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn lease_time_to_live(&self, id: LeaseId, keys: bool) -> StoreResult<LeaseTimeToLiveResponse> {
+        self.read_barrier().await?;
+        let (meta, lease, attached) = self
+            .read(move |r| {
+                let lease = r.get_lease(id)?;
+                let attached = if keys && lease.is_some() { r.lease_keys(id)? } else { Vec::new() };
+                Ok((r.meta()?, lease, attached))
+            })
+            .await?;
+        let header = self.header(meta.revision);
+        Ok(match lease {
+            Some(l) => LeaseTimeToLiveResponse {
+                header,
+                id,
+                ttl: ((l.deadline_ms - now_ms()).max(0)) / 1000,
+                granted_ttl: l.ttl,
+                keys: attached,
+            },
+            None => LeaseTimeToLiveResponse { header, id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
+        })
+    }
+
+    async fn lease_leases(&self) -> StoreResult<LeaseLeasesResponse> {
+        self.read_barrier().await?;
+        let (meta, leases) = self.read(|r| Ok((r.meta()?, r.leases()?))).await?;
+        Ok(LeaseLeasesResponse { header: self.header(meta.revision), leases: leases.into_iter().map(|(id, _)| id).collect() })
     }
 }
