@@ -10,9 +10,11 @@ mod kv;
 mod lease;
 mod cluster;
 mod service;
+mod watch;
 
 pub use cluster::*;
 pub use error::StoreError;
 pub use kv::*;
 pub use lease::*;
 pub use service::*;
+pub use watch::*;

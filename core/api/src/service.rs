@@ -2,8 +2,10 @@
 //! clone; adapters are generic over these traits so they never name the Raft or storage types.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use crate::{
+    ResponseHeader, WatchMessage, WatchRequest,
     LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseKeepAliveResponse, LeaseLeasesResponse,
     LeaseRevokeResponse, LeaseTimeToLiveResponse,
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
@@ -51,4 +53,18 @@ pub trait Lease: Clone + Send + Sync + 'static {
         keys: bool,
     ) -> impl Future<Output = StoreResult<LeaseTimeToLiveResponse>> + Send;
     fn lease_leases(&self) -> impl Future<Output = StoreResult<LeaseLeasesResponse>> + Send;
+}
+
+/// The messages of one watch; dropping it ends the watch.
+pub type WatchStream = Pin<Box<dyn futures_core::Stream<Item = WatchMessage> + Send>>;
+
+/// Watches on keys and ranges.
+pub trait Watch: Clone + Send + Sync + 'static {
+    /// Starts a watch; answers the header of its creation (the current revision) and its
+    /// messages. A start revision below the compaction point answers a stream whose only
+    /// message is [`WatchMessage::Compacted`].
+    fn watch(&self, req: WatchRequest) -> impl Future<Output = StoreResult<(ResponseHeader, WatchStream)>> + Send;
+
+    /// The header a progress notification carries: every later event has a higher revision.
+    fn progress(&self) -> impl Future<Output = StoreResult<ResponseHeader>> + Send;
 }

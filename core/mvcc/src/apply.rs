@@ -6,6 +6,7 @@
 //! refuses it alike. Reads inside a txn see the txn's earlier writes through an overlay.
 
 use cairn_api::{
+    Event, EventKind,
     LeaseGrantResponse, LeaseKeepAliveResponse, LeaseRevokeResponse,
     Compare, CompareResult, CompareTarget, CompactionRequest, CompactionResponse, DeleteRangeRequest,
     DeleteRangeResponse, KeyValue, PutRequest, PutResponse, RangeResponse, RequestOp, ResponseHeader,
@@ -55,6 +56,8 @@ pub enum ApplyOutcome {
 /// the only writer of the MVCC column families.
 pub struct Applier {
     meta: StoreMeta,
+    /// The changes of the last applied command, for watchers.
+    events: Vec<Event>,
 }
 
 /// One pending write of a command, kept until the command is known to succeed.
@@ -71,16 +74,22 @@ struct Pending<'r, 'db> {
     writes: Vec<Write>,
     /// Changes made so far: the next change's sub-revision.
     sub: i64,
+    events: Vec<Event>,
 }
 
 impl Applier {
     /// Starts from the counters stored in `db`.
     pub fn open(db: &Db) -> Result<Self> {
-        Ok(Applier { meta: Reader::live(db).meta()? })
+        Ok(Applier { meta: Reader::live(db).meta()?, events: Vec::new() })
     }
 
     pub fn meta(&self) -> StoreMeta {
         self.meta
+    }
+
+    /// The events of the last command applied (empty if it changed no key), in order.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// Re-reads the counters (after a snapshot replaced the state).
@@ -99,7 +108,7 @@ impl Applier {
         raft_term: u64,
     ) -> Result<ApplyOutcome> {
         let reader = Reader::live(db);
-        let mut p = Pending { reader: &reader, meta: self.meta, overlay: Overlay::new(), writes: Vec::new(), sub: 0 };
+        let mut p = Pending { reader: &reader, meta: self.meta, overlay: Overlay::new(), writes: Vec::new(), sub: 0, events: Vec::new() };
         let outcome = match cmd {
             WriteCommand::Put(req) => {
                 p.check_put(req)?;
@@ -161,6 +170,7 @@ impl Applier {
                 Write::Delete(cf, k) => batch.delete_cf(cfs(cf)?, k),
             }
         }
+        self.events = std::mem::take(&mut p.events);
         if p.sub > 0 {
             self.meta.revision += 1;
             batch.put_cf(cfs(CF_META)?, layout::META_REVISION, encode_i64(self.meta.revision));
@@ -174,7 +184,7 @@ impl Applier {
 /// without going through the log.
 pub fn read_only_txn(reader: &Reader, req: &TxnRequest) -> Result<TxnResponse> {
     let meta = reader.meta()?;
-    let mut p = Pending { reader, meta, overlay: Overlay::new(), writes: Vec::new(), sub: 0 };
+    let mut p = Pending { reader, meta, overlay: Overlay::new(), writes: Vec::new(), sub: 0, events: Vec::new() };
     let mut path = Vec::new();
     p.txn_path(req, &mut path)?;
     p.check_txn_ops(req, &mut path.iter().copied())?;
@@ -253,6 +263,7 @@ impl Pending<'_, '_> {
                 self.writes.push(Write::Delete(CF_KV, kv.key.clone()));
                 self.record_change(&kv.key, &Version::tombstone(rev));
                 self.overlay.insert(kv.key.clone(), None);
+                self.events.push(delete_event(kv, rev));
             }
             self.writes.push(Write::Delete(CF_LEASE_KEYS, layout::lease_key_entry(id, &key)));
         }
@@ -302,6 +313,7 @@ impl Pending<'_, '_> {
         self.move_lease(&req.key, prev.as_ref().map_or(0, |p| p.lease), kv.lease);
         self.writes.push(Write::Put(CF_KV, req.key.clone(), encode(&version)));
         self.record_change(&req.key, &version);
+        self.events.push(Event { kind: EventKind::Put, kv: kv.clone(), prev_kv: prev.clone() });
         self.overlay.insert(req.key.clone(), Some(kv));
         Ok(PutResponse { header: ResponseHeader::default(), prev_kv: if req.prev_kv { prev } else { None } })
     }
@@ -319,6 +331,7 @@ impl Pending<'_, '_> {
             self.move_lease(&kv.key, kv.lease, 0);
             self.writes.push(Write::Delete(CF_KV, kv.key.clone()));
             self.record_change(&kv.key, &Version::tombstone(rev));
+            self.events.push(delete_event(kv.clone(), rev));
             self.overlay.insert(kv.key.clone(), None);
         }
         Ok(DeleteRangeResponse {
@@ -412,6 +425,12 @@ impl Pending<'_, '_> {
         }
         Ok(TxnResponse { header: ResponseHeader::default(), succeeded, responses })
     }
+}
+
+/// The event of deleting `prev` at `revision`: the key with the deleting revision.
+fn delete_event(prev: KeyValue, revision: i64) -> Event {
+    let kv = KeyValue { key: prev.key.clone(), mod_revision: revision, ..Default::default() };
+    Event { kind: EventKind::Delete, kv, prev_kv: Some(prev) }
 }
 
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {

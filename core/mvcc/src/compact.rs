@@ -56,7 +56,9 @@ pub(crate) fn compact(db: &Db, batch: &mut WriteBatch, meta: StoreMeta, revision
         }
         it.status()?;
     }
-    batch.delete_range_cf(revs_cf, layout::revision_key(0, 0), end);
+    // The changes at the compaction revision itself stay, so a watch started there still sees
+    // them (etcd allows watching from the compaction revision).
+    batch.delete_range_cf(revs_cf, layout::revision_key(0, 0), layout::revision_key(revision, 0));
     batch.put_cf(cf(CF_META)?, layout::META_COMPACT_REVISION, encode_i64(revision));
     Ok(())
 }

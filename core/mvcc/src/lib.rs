@@ -18,7 +18,7 @@ mod validate;
 pub use apply::{read_only_txn, Applier, ApplyOutcome, WriteCommand};
 pub use codec::LeaseRecord;
 pub use error::MvccError;
-pub use read::{Reader, StoreMeta};
+pub use read::{KeySpan, Reader, StoreMeta};
 pub use storage::{open_db, DbOptions};
 pub use validate::{check_range, check_txn, check_put, check_delete, Limits};
 

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use cairn_api::{KeyValue, RangeRequest, RangeResponse, ResponseHeader, SortOrder, SortTarget, StoreError};
+use cairn_api::{Event, EventKind, KeyValue, RangeRequest, RangeResponse, ResponseHeader, SortOrder, SortTarget, StoreError};
 use rocksdb::{ReadOptions, Snapshot};
 
-use crate::codec::{decode, decode_i64, LeaseRecord, Version};
+use crate::codec::{decode, decode_i64, Change, LeaseRecord, Version};
 use crate::error::{MvccError, Result};
 use crate::layout::{self, CF_HISTORY, CF_KV, CF_LEASES, CF_LEASE_KEYS, CF_META};
 use crate::Db;
@@ -34,7 +34,7 @@ pub(crate) struct RangeResult {
 }
 
 /// `[key, range_end)` as etcd reads it.
-pub(crate) enum KeySpan<'a> {
+pub enum KeySpan<'a> {
     Single(&'a [u8]),
     /// `end == None`: every key `>= start`.
     Span { start: &'a [u8], end: Option<&'a [u8]> },
@@ -154,6 +154,60 @@ impl<'a> Reader<'a> {
         }
         it.status()?;
         Ok(out)
+    }
+
+    /// The version of `key` live just before `revision`, from history.
+    fn version_before(&self, key: &[u8], revision: i64) -> Result<Option<KeyValue>> {
+        let mut opts = self.opts();
+        opts.set_iterate_upper_bound(layout::history_key_after(key));
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_HISTORY)?, opts);
+        it.seek(layout::history_key(key, revision - 1));
+        match it.value() {
+            Some(v) => {
+                let version: Version = decode(v, "history version")?;
+                Ok((!version.tombstone).then(|| version.into_kv(key.to_vec())))
+            }
+            None => {
+                it.status()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The events of revisions `from..=to`, read from storage, stopping after the revision
+    /// at which their size passes `max_bytes` (whole revisions only). Returns the events and
+    /// the revision to continue from.
+    pub fn events(&self, from: i64, to: i64, with_prev: bool, max_bytes: usize) -> Result<(Vec<Event>, i64)> {
+        let mut opts = self.opts();
+        opts.set_iterate_upper_bound(layout::revision_key(to + 1, 0).to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(layout::CF_REVISIONS)?, opts);
+        it.seek(layout::revision_key(from, 0));
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut last_main = from - 1;
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let (main, _) = layout::decode_revision_key(k).ok_or_else(|| MvccError::Corrupt("revision key".into()))?;
+            if main != last_main && bytes > max_bytes {
+                return Ok((out, main));
+            }
+            last_main = main;
+            let change: Change = decode(v, "revision change")?;
+            let kv = if change.tombstone {
+                KeyValue { key: change.key.clone(), mod_revision: main, ..Default::default() }
+            } else {
+                let raw = self
+                    .get(CF_HISTORY, &layout::history_key(&change.key, main))?
+                    .ok_or_else(|| MvccError::Corrupt(format!("no history for revision {main}")))?;
+                decode::<Version>(&raw, "history version")?.into_kv(change.key.clone())
+            };
+            let prev_kv = if with_prev { self.version_before(&change.key, main)? } else { None };
+            let event = Event { kind: if change.tombstone { EventKind::Delete } else { EventKind::Put }, kv, prev_kv };
+            bytes += event.size();
+            out.push(event);
+            it.next();
+        }
+        it.status()?;
+        Ok((out, to + 1))
     }
 
     /// The live version of `key`, if any.

@@ -14,6 +14,7 @@ mod node;
 mod snapshot;
 mod state_machine;
 mod types;
+mod watch_hub;
 
 pub use ids::{cluster_id_for, member_id_for};
 pub use log_store::LogStore;

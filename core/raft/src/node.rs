@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cairn_api::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, Member, MemberListResponse,
     LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseKeepAliveResponse, LeaseLeasesResponse,
-    LeaseRevokeResponse, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ReadConsistency, RequestOp, ResponseHeader,
+    LeaseRevokeResponse, LeaseTimeToLiveResponse, WatchMessage, WatchRequest, WatchStream, EventKind, PutRequest, PutResponse, RangeRequest, RangeResponse, ReadConsistency, RequestOp, ResponseHeader,
     StatusResponse, StoreError, StoreResult, TxnRequest, TxnResponse,
 };
 use cairn_mvcc::layout::{self, CF_META};
@@ -26,6 +26,7 @@ use crate::log_store::LogStore;
 use crate::network::NoPeers;
 use crate::state_machine::StateMachine;
 use crate::types::{CommandResponse, MemberNode, TypeConfig};
+use crate::watch_hub::WatchHub;
 
 /// The version Cairn reports where etcd reports its own: the etcd API level it serves.
 pub const ETCD_COMPAT_VERSION: &str = "3.5.0";
@@ -79,6 +80,7 @@ pub enum OpenError {
 
 struct Inner {
     raft: Raft<TypeConfig>,
+    hub: Arc<WatchHub>,
     db: Arc<Db>,
     metrics: watch::Receiver<RaftMetrics<u64, MemberNode>>,
     member_id: u64,
@@ -145,6 +147,7 @@ impl CairnNode {
         let log_store = LogStore::new(db.clone());
         let state_machine = StateMachine::open(db.clone(), dir.join("member").join("snap"))
             .map_err(|e| OpenError::Raft(e.to_string()))?;
+        let hub = state_machine.watch_hub();
         let raft = Raft::new(member_id, Arc::new(raft_config), NoPeers, log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
@@ -164,7 +167,7 @@ impl CairnNode {
             }
         }
         let metrics = raft.metrics();
-        let node = CairnNode { inner: Arc::new(Inner { raft, db, metrics, member_id, cluster_id, config }) };
+        let node = CairnNode { inner: Arc::new(Inner { raft, hub, db, metrics, member_id, cluster_id, config }) };
         tokio::spawn(expire_leases(Arc::downgrade(&node.inner)));
         Ok(node)
     }
@@ -547,5 +550,98 @@ impl cairn_api::Lease for CairnNode {
         self.read_barrier().await?;
         let (meta, leases) = self.read(|r| Ok((r.meta()?, r.leases()?))).await?;
         Ok(LeaseLeasesResponse { header: self.header(meta.revision), leases: leases.into_iter().map(|(id, _)| id).collect() })
+    }
+}
+
+/// Most event bytes one watch message carries when catching up from storage.
+const WATCH_CATCH_UP_BYTES: usize = 1 << 20;
+/// Messages a watcher may have in flight before it waits (and falls back to storage).
+const WATCH_CHANNEL: usize = 8;
+
+impl cairn_api::Watch for CairnNode {
+    async fn watch(&self, req: WatchRequest) -> StoreResult<(ResponseHeader, WatchStream)> {
+        let mut revisions = self.inner.hub.subscribe();
+        let meta = self.read(|r| r.meta()).await?;
+        let header = self.header(meta.revision);
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_CHANNEL);
+        let next = if req.start_revision > 0 { req.start_revision } else { meta.revision + 1 };
+        let node = self.clone();
+        let compacted = req.start_revision > 0 && req.start_revision < meta.compact_revision;
+        let compact_revision = meta.compact_revision;
+        tokio::spawn(async move {
+            if compacted {
+                let _ = tx.send(WatchMessage::Compacted { header, compact_revision }).await;
+                return;
+            }
+            let mut next = next;
+            loop {
+                let current = *revisions.borrow_and_update();
+                while next <= current {
+                    let batch = match node.inner.hub.since(next, current) {
+                        Some(revs) => {
+                            let events: Vec<cairn_api::Event> = revs.iter().flat_map(|e| e.iter().cloned()).collect();
+                            (events, current + 1)
+                        }
+                        None => {
+                            let with_prev = req.prev_kv;
+                            let from = next;
+                            let read = node
+                                .read(move |r| {
+                                    let meta = r.meta()?;
+                                    if from < meta.compact_revision {
+                                        return Ok(Err(meta.compact_revision));
+                                    }
+                                    Ok(Ok(r.events(from, current, with_prev, WATCH_CATCH_UP_BYTES)?))
+                                })
+                                .await;
+                            match read {
+                                Ok(Ok(batch)) => batch,
+                                Ok(Err(compact_revision)) => {
+                                    let _ = tx.send(WatchMessage::Compacted { header: node.header(current), compact_revision }).await;
+                                    return;
+                                }
+                                Err(e) => {
+                                    tracing::warn!("watch catch-up read failed: {e}");
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let (events, after) = batch;
+                    let span = cairn_mvcc::KeySpan::new(&req.key, &req.range_end);
+                    let events: Vec<cairn_api::Event> = events
+                        .into_iter()
+                        .filter(|e| span.contains(&e.kv.key))
+                        .filter(|e| match e.kind {
+                            EventKind::Put => !req.no_put,
+                            EventKind::Delete => !req.no_delete,
+                        })
+                        .map(|mut e| {
+                            if !req.prev_kv {
+                                e.prev_kv = None;
+                            }
+                            e
+                        })
+                        .collect();
+                    if !events.is_empty()
+                        && tx.send(WatchMessage::Events { header: node.header(after - 1), events }).await.is_err()
+                    {
+                        return;
+                    }
+                    next = after;
+                }
+                tokio::select! {
+                    changed = revisions.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        let stream: WatchStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
+        Ok((header, stream))
+    }
+
+    async fn progress(&self) -> StoreResult<ResponseHeader> {
+        let revision = *self.inner.hub.subscribe().borrow();
+        Ok(self.header(revision))
     }
 }

@@ -14,6 +14,7 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
 use rocksdb::WriteBatch;
 
 use crate::snapshot::{load_snapshot, write_snapshot};
+use crate::watch_hub::WatchHub;
 use crate::types::{
     io_err, CommandResponse, Entry, LogId, Snapshot, StorageError, StoredMembership, TypeConfig,
 };
@@ -33,6 +34,7 @@ pub struct StateMachine {
     snapshot_dir: PathBuf,
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
     receiving: Option<PathBuf>,
+    hub: Arc<WatchHub>,
 }
 
 fn storage_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -54,7 +56,9 @@ impl StateMachine {
         };
         drop(reader);
         let applier = Applier::open(&db).map_err(storage_err)?;
+        let hub = Arc::new(WatchHub::new(applier.meta().revision));
         Ok(StateMachine {
+            hub,
             db,
             applier,
             applied,
@@ -63,6 +67,11 @@ impl StateMachine {
             current: Arc::new(Mutex::new(None)),
             receiving: None,
         })
+    }
+
+    /// Where applied changes are announced to watchers.
+    pub(crate) fn watch_hub(&self) -> Arc<WatchHub> {
+        self.hub.clone()
     }
 
     fn apply_one(&mut self, entry: Entry) -> Result<CommandResponse, StorageError> {
@@ -87,6 +96,10 @@ impl StateMachine {
         // Not synced: the log entry is already durable, and the applied id travels in the same
         // batch, so a lost batch is simply applied again after a crash.
         self.db.write(batch).map_err(|e| StorageIOError::apply(entry.log_id, io_err(e)))?;
+        let events = self.applier.take_events();
+        if !events.is_empty() {
+            self.hub.publish(self.applier.meta().revision, events);
+        }
         Ok(response)
     }
 }
@@ -179,6 +192,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.applier.reload(&self.db).map_err(storage_err)?;
+        self.hub.reset(self.applier.meta().revision);
 
         let path = self.snapshot_dir.join(format!("{}.snap", meta.snapshot_id));
         if let Some(received) = self.receiving.take() {

@@ -11,12 +11,14 @@ mod cluster;
 mod kv;
 mod lease;
 mod maintenance;
+mod watch;
 pub mod lenient_authority;
 
 pub use cluster::ClusterService;
 pub use kv::KvService;
 pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;
+pub use watch::WatchService;
 
 /// The generated protobuf types and gRPC stubs.
 #[allow(clippy::all, missing_docs)]
@@ -46,15 +48,17 @@ pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// Builds the gRPC routes of every etcd v3 service Cairn serves, on `store`.
 pub fn routes<S>(store: S, max_request_bytes: usize) -> tonic::service::Routes
 where
-    S: cairn_api::Kv + cairn_api::Lease + cairn_api::Cluster + cairn_api::Maintenance,
+    S: cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Cluster + cairn_api::Maintenance,
 {
     use pb::etcdserverpb::cluster_server::ClusterServer;
     use pb::etcdserverpb::kv_server::KvServer;
     use pb::etcdserverpb::lease_server::LeaseServer;
+    use pb::etcdserverpb::watch_server::WatchServer;
     use pb::etcdserverpb::maintenance_server::MaintenanceServer;
     let max = max_request_bytes + GRPC_OVERHEAD_BYTES;
     tonic::service::Routes::new(KvServer::new(KvService::new(store.clone())).max_decoding_message_size(max))
         .add_service(LeaseServer::new(LeaseService::new(store.clone())).max_decoding_message_size(max))
+        .add_service(WatchServer::new(WatchService::new(store.clone())).max_decoding_message_size(max))
         .add_service(ClusterServer::new(ClusterService::new(store.clone())).max_decoding_message_size(max))
         .add_service(MaintenanceServer::new(MaintenanceService::new(store)).max_decoding_message_size(max))
 }
