@@ -8,14 +8,19 @@
 pub mod convert;
 pub mod errors;
 mod cluster;
+mod election;
 mod kv;
+mod lock;
+mod recipes;
 mod lease;
 mod maintenance;
 mod watch;
 pub mod lenient_authority;
 
 pub use cluster::ClusterService;
+pub use election::ElectionService;
 pub use kv::KvService;
+pub use lock::LockService;
 pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;
 pub use watch::WatchService;
@@ -54,11 +59,15 @@ where
     use pb::etcdserverpb::kv_server::KvServer;
     use pb::etcdserverpb::lease_server::LeaseServer;
     use pb::etcdserverpb::watch_server::WatchServer;
+    use pb::v3electionpb::election_server::ElectionServer;
+    use pb::v3lockpb::lock_server::LockServer;
     use pb::etcdserverpb::maintenance_server::MaintenanceServer;
     let max = max_request_bytes + GRPC_OVERHEAD_BYTES;
     tonic::service::Routes::new(KvServer::new(KvService::new(store.clone())).max_decoding_message_size(max))
         .add_service(LeaseServer::new(LeaseService::new(store.clone())).max_decoding_message_size(max))
         .add_service(WatchServer::new(WatchService::new(store.clone())).max_decoding_message_size(max))
+        .add_service(LockServer::new(LockService::new(store.clone())).max_decoding_message_size(max))
+        .add_service(ElectionServer::new(ElectionService::new(store.clone())).max_decoding_message_size(max))
         .add_service(ClusterServer::new(ClusterService::new(store.clone())).max_decoding_message_size(max))
         .add_service(MaintenanceServer::new(MaintenanceService::new(store)).max_decoding_message_size(max))
 }
