@@ -58,6 +58,8 @@ impl Cairn {
             .arg(data_dir)
             .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
             .args(extra)
+            // CAIRN_TEST_LOG_LEVEL (e.g. "info,cairn_raft=trace") turns up the servers' logs.
+            .args(std::env::var("CAIRN_TEST_LOG_LEVEL").map(|l| vec!["--log-level".to_string(), l]).unwrap_or_default())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -67,6 +69,11 @@ impl Cairn {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// What the server wrote to stderr so far.
@@ -198,6 +205,22 @@ impl RealEtcd {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+}
+
+impl RealEtcd {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Resident memory of process `pid` in bytes (VmRSS), Linux only.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 impl Drop for RealEtcd {

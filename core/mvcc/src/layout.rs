@@ -37,6 +37,9 @@ pub const META_REVISION: &[u8] = b"revision";
 pub const META_COMPACT_REVISION: &[u8] = b"compact_revision";
 /// `meta`: the last applied Raft log id (written by the state machine in each apply batch).
 pub const META_APPLIED: &[u8] = b"applied";
+/// `meta`: progress inside a log entry whose commands are being applied one by one: the
+/// entry's log id and how many of its commands are applied.
+pub const META_APPLYING: &[u8] = b"applying";
 /// `meta`: the last applied membership config.
 pub const META_MEMBERSHIP: &[u8] = b"membership";
 /// `meta`: cluster id and this member's id, chosen when the data dir is created.

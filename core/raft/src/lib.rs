@@ -21,4 +21,4 @@ pub use log_store::LogStore;
 pub use cairn_mvcc::Limits;
 pub use node::{CairnNode, NodeConfig, OpenError};
 pub use state_machine::StateMachine;
-pub use types::{CommandResponse, MemberNode, TypeConfig};
+pub use types::{Batch, BatchResponse, CommandResponse, MemberNode, TypeConfig};

@@ -39,6 +39,7 @@ impl LogStore {
                     let mut waiting = vec![first];
                     waiting.extend(rx.try_iter());
                     let result = flush_db.flush_wal(true).map_err(std::io::Error::other);
+                    tracing::trace!(appends = waiting.len(), "log fsync");
                     for cb in waiting {
                         cb.log_io_completed(match &result {
                             Ok(()) => Ok(()),

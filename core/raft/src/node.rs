@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::log_store::LogStore;
 use crate::network::NoPeers;
 use crate::state_machine::StateMachine;
-use crate::types::{CommandResponse, MemberNode, TypeConfig};
+use crate::types::{Batch, CommandResponse, MemberNode, TypeConfig};
 use crate::watch_hub::WatchHub;
 
 /// The version Cairn reports where etcd reports its own: the etcd API level it serves.
@@ -78,8 +78,16 @@ pub enum OpenError {
     Raft(String),
 }
 
+/// A command waiting to be proposed, and where its outcome goes.
+type Proposal = (WriteCommand, tokio::sync::oneshot::Sender<StoreResult<ApplyOutcome>>);
+
+/// Most commands in one log entry, and most bytes of them.
+const MAX_BATCH_COMMANDS: usize = 1024;
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
 struct Inner {
     raft: Raft<TypeConfig>,
+    proposals: tokio::sync::mpsc::Sender<Proposal>,
     hub: Arc<WatchHub>,
     db: Arc<Db>,
     metrics: watch::Receiver<RaftMetrics<u64, MemberNode>>,
@@ -167,7 +175,9 @@ impl CairnNode {
             }
         }
         let metrics = raft.metrics();
-        let node = CairnNode { inner: Arc::new(Inner { raft, hub, db, metrics, member_id, cluster_id, config }) };
+        let (proposals, queue) = tokio::sync::mpsc::channel(4 * MAX_BATCH_COMMANDS);
+        tokio::spawn(propose_batches(raft.clone(), queue));
+        let node = CairnNode { inner: Arc::new(Inner { raft, proposals, hub, db, metrics, member_id, cluster_id, config }) };
         tokio::spawn(expire_leases(Arc::downgrade(&node.inner)));
         Ok(node)
     }
@@ -233,16 +243,9 @@ impl CairnNode {
         if command_size(&cmd) > self.inner.config.max_request_bytes {
             return Err(StoreError::RequestTooLarge);
         }
-        match self.inner.raft.client_write(cmd).await {
-            Ok(resp) => match resp.data {
-                CommandResponse::Applied(outcome) => Ok(outcome),
-                CommandResponse::Refused(e) => Err(e),
-                CommandResponse::Internal => Err(StoreError::Internal("no outcome for a client command".into())),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(StoreError::NoLeader),
-            Err(RaftError::APIError(e)) => Err(StoreError::Internal(e.to_string())),
-            Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
-        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.proposals.send((cmd, tx)).await.map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
     }
 
     /// Returns once every write committed before the call is applied locally.
@@ -276,6 +279,50 @@ impl CairnNode {
             }
         }
         (total as i64, live.min(total) as i64)
+    }
+}
+
+/// Proposes queued commands, as many as are waiting (up to a limit) per log entry, one entry
+/// at a time: while an entry is being made durable and applied, the next batch gathers. This
+/// is the group commit: one append and one fsync for every write that arrived meanwhile.
+async fn propose_batches(raft: Raft<TypeConfig>, mut queue: tokio::sync::mpsc::Receiver<Proposal>) {
+    while let Some(first) = queue.recv().await {
+        let mut bytes = command_size(&first.0);
+        let mut waiting = vec![first];
+        while waiting.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(p) => {
+                    bytes += command_size(&p.0);
+                    waiting.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        tracing::trace!(commands = waiting.len(), bytes, "proposing a batch");
+        let (commands, replies): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
+        match raft.client_write(Batch(commands)).await {
+            Ok(resp) => {
+                let mut outcomes = resp.data.0.into_iter();
+                for reply in replies {
+                    let outcome = match outcomes.next() {
+                        Some(CommandResponse::Applied(o)) => Ok(o),
+                        Some(CommandResponse::Refused(e)) => Err(e),
+                        Some(CommandResponse::Internal) | None => Err(StoreError::Internal("no outcome for a command".into())),
+                    };
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                let err = match e {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => StoreError::NoLeader,
+                    RaftError::APIError(e) => StoreError::Internal(e.to_string()),
+                    RaftError::Fatal(_) => StoreError::Stopped,
+                };
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -548,7 +595,9 @@ impl cairn_api::Lease for CairnNode {
 
     async fn lease_leases(&self) -> StoreResult<LeaseLeasesResponse> {
         self.read_barrier().await?;
-        let (meta, leases) = self.read(|r| Ok((r.meta()?, r.leases()?))).await?;
+        let (meta, mut leases) = self.read(|r| Ok((r.meta()?, r.leases()?))).await?;
+        // etcd lists the lease that ends soonest first.
+        leases.sort_by_key(|(id, l)| (l.deadline_ms, *id));
         Ok(LeaseLeasesResponse { header: self.header(meta.revision), leases: leases.into_iter().map(|(id, _)| id).collect() })
     }
 }
@@ -563,14 +612,14 @@ impl cairn_api::Watch for CairnNode {
         let mut revisions = self.inner.hub.subscribe();
         let meta = self.read(|r| r.meta()).await?;
         let header = self.header(meta.revision);
-        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_CHANNEL);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Box<WatchMessage>>(WATCH_CHANNEL);
         let next = if req.start_revision > 0 { req.start_revision } else { meta.revision + 1 };
         let node = self.clone();
         let compacted = req.start_revision > 0 && req.start_revision < meta.compact_revision;
         let compact_revision = meta.compact_revision;
         tokio::spawn(async move {
             if compacted {
-                let _ = tx.send(WatchMessage::Compacted { header, compact_revision }).await;
+                let _ = tx.send(Box::new(WatchMessage::Compacted { header, compact_revision })).await;
                 return;
             }
             let mut next = next;
@@ -597,7 +646,8 @@ impl cairn_api::Watch for CairnNode {
                             match read {
                                 Ok(Ok(batch)) => batch,
                                 Ok(Err(compact_revision)) => {
-                                    let _ = tx.send(WatchMessage::Compacted { header: node.header(current), compact_revision }).await;
+                                    let msg = WatchMessage::Compacted { header: node.header(current), compact_revision };
+                                    let _ = tx.send(Box::new(msg)).await;
                                     return;
                                 }
                                 Err(e) => {
@@ -624,7 +674,7 @@ impl cairn_api::Watch for CairnNode {
                         })
                         .collect();
                     if !events.is_empty()
-                        && tx.send(WatchMessage::Events { header: node.header(after - 1), events }).await.is_err()
+                        && tx.send(Box::new(WatchMessage::Events { header: node.header(after - 1), events })).await.is_err()
                     {
                         return;
                     }
@@ -636,7 +686,8 @@ impl cairn_api::Watch for CairnNode {
                 }
             }
         });
-        let stream: WatchStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
+        // Messages travel boxed: an idle watcher's channel then holds pointers, not messages.
+        let stream: WatchStream = Box::pin(tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |m| *m));
         Ok((header, stream))
     }
 

@@ -16,7 +16,7 @@ use rocksdb::WriteBatch;
 use crate::snapshot::{load_snapshot, write_snapshot};
 use crate::watch_hub::WatchHub;
 use crate::types::{
-    io_err, CommandResponse, Entry, LogId, Snapshot, StorageError, StoredMembership, TypeConfig,
+    io_err, BatchResponse, CommandResponse, Entry, LogId, Snapshot, StorageError, StoredMembership, TypeConfig,
 };
 
 /// The snapshot most recently built or installed.
@@ -35,6 +35,8 @@ pub struct StateMachine {
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
     receiving: Option<PathBuf>,
     hub: Arc<WatchHub>,
+    /// An entry whose commands were partly applied when the member last stopped.
+    applying: Option<(LogId, usize)>,
 }
 
 fn storage_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -54,11 +56,16 @@ impl StateMachine {
             Some(b) => postcard::from_bytes(&b).map_err(storage_err)?,
             None => StoredMembership::default(),
         };
+        let applying = match reader.get_meta(layout::META_APPLYING).map_err(storage_err)? {
+            Some(b) => Some(postcard::from_bytes(&b).map_err(storage_err)?),
+            None => None,
+        };
         drop(reader);
         let applier = Applier::open(&db).map_err(storage_err)?;
         let hub = Arc::new(WatchHub::new(applier.meta().revision));
         Ok(StateMachine {
             hub,
+            applying,
             db,
             applier,
             applied,
@@ -74,33 +81,75 @@ impl StateMachine {
         self.hub.clone()
     }
 
-    fn apply_one(&mut self, entry: Entry) -> Result<CommandResponse, StorageError> {
+    fn apply_one(&mut self, entry: Entry) -> Result<BatchResponse, StorageError> {
         let db = self.db.clone();
         let meta_cf = db.cf_handle(CF_META).ok_or_else(|| storage_err(std::io::Error::other("no meta cf")))?;
-        let mut batch = WriteBatch::default();
-        let response = match &entry.payload {
-            EntryPayload::Blank => CommandResponse::Internal,
-            EntryPayload::Normal(cmd) => match self.applier.apply(&db, &mut batch, cmd, entry.log_id.leader_id.term) {
+        let apply_err = |e: &dyn std::fmt::Display| -> StorageError {
+            StorageIOError::apply(entry.log_id, io_err(std::io::Error::other(e.to_string()))).into()
+        };
+        let commands: &[cairn_mvcc::WriteCommand] = match &entry.payload {
+            EntryPayload::Normal(batch) => &batch.0,
+            _ => &[],
+        };
+        // Commands of this entry already applied before a crash are not applied again.
+        let done = match self.applying {
+            Some((id, done)) if id == entry.log_id => done,
+            _ => 0,
+        };
+        let mut responses = Vec::with_capacity(commands.len());
+        for (i, cmd) in commands.iter().enumerate() {
+            if i < done {
+                responses.push(CommandResponse::Internal);
+                continue;
+            }
+            let mut batch = WriteBatch::default();
+            responses.push(match self.applier.apply(&db, &mut batch, cmd, entry.log_id.leader_id.term) {
                 Ok(outcome) => CommandResponse::Applied(outcome),
                 Err(MvccError::Request(e)) => CommandResponse::Refused(e),
-                Err(e) => return Err(StorageIOError::apply(entry.log_id, io_err(e)).into()),
-            },
+                Err(e) => return Err(apply_err(&e)),
+            });
+            if i + 1 < commands.len() {
+                // Each command is written with how far into the entry it is, in one batch:
+                // a crash between two commands resumes after the last one written.
+                let progress = postcard::to_stdvec(&(entry.log_id, i + 1)).map_err(storage_err)?;
+                batch.put_cf(meta_cf, layout::META_APPLYING, progress);
+                self.db.write(batch).map_err(|e| apply_err(&e))?;
+                self.applying = Some((entry.log_id, i + 1));
+                self.publish_events();
+            } else {
+                self.finish_entry(entry.log_id, batch, meta_cf)?;
+                self.publish_events();
+            }
+        }
+        match &entry.payload {
+            EntryPayload::Normal(_) if !commands.is_empty() => {}
             EntryPayload::Membership(m) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                let mut batch = WriteBatch::default();
                 batch.put_cf(meta_cf, layout::META_MEMBERSHIP, postcard::to_stdvec(&self.membership).map_err(storage_err)?);
-                CommandResponse::Internal
+                self.finish_entry(entry.log_id, batch, meta_cf)?;
             }
-        };
-        self.applied = Some(entry.log_id);
+            _ => self.finish_entry(entry.log_id, WriteBatch::default(), meta_cf)?,
+        }
+        Ok(BatchResponse(responses))
+    }
+
+    /// Writes `batch` together with "entry `log_id` fully applied".
+    fn finish_entry(&mut self, log_id: LogId, mut batch: WriteBatch, meta_cf: &rocksdb::ColumnFamily) -> Result<(), StorageError> {
+        self.applied = Some(log_id);
+        self.applying = None;
         batch.put_cf(meta_cf, layout::META_APPLIED, postcard::to_stdvec(&self.applied).map_err(storage_err)?);
+        batch.delete_cf(meta_cf, layout::META_APPLYING);
         // Not synced: the log entry is already durable, and the applied id travels in the same
         // batch, so a lost batch is simply applied again after a crash.
-        self.db.write(batch).map_err(|e| StorageIOError::apply(entry.log_id, io_err(e)))?;
+        self.db.write(batch).map_err(|e| StorageIOError::apply(log_id, io_err(e)).into())
+    }
+
+    fn publish_events(&mut self) {
         let events = self.applier.take_events();
         if !events.is_empty() {
             self.hub.publish(self.applier.meta().revision, events);
         }
-        Ok(response)
     }
 }
 
@@ -143,7 +192,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.applied, self.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResponse>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -188,8 +237,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut batch = WriteBatch::default();
         batch.put_cf(meta_cf, layout::META_APPLIED, postcard::to_stdvec(&meta.last_log_id).map_err(storage_err)?);
         batch.put_cf(meta_cf, layout::META_MEMBERSHIP, postcard::to_stdvec(&meta.last_membership).map_err(storage_err)?);
+        batch.delete_cf(meta_cf, layout::META_APPLYING);
         self.db.write(batch).map_err(storage_err)?;
         self.applied = meta.last_log_id;
+        self.applying = None;
         self.membership = meta.last_membership.clone();
         self.applier.reload(&self.db).map_err(storage_err)?;
         self.hub.reset(self.applier.meta().revision);

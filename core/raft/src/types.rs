@@ -15,7 +15,7 @@ pub struct MemberNode {
 /// The answer of the state machine to one log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResponse {
-    /// A blank or membership entry: nothing for a client.
+    /// Nothing for a client: a command applied before a crash, whose caller is gone.
     Internal,
     /// The command was applied.
     Applied(ApplyOutcome),
@@ -23,11 +23,21 @@ pub enum CommandResponse {
     Refused(StoreError),
 }
 
+/// One Raft log entry's worth of client commands: concurrent writes are proposed together, so
+/// they share one log append and one fsync (openraft 0.9 waits for each append's fsync before
+/// taking the next). Each command is still applied on its own, with its own revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch(pub Vec<cairn_mvcc::WriteCommand>);
+
+/// The answers to a [`Batch`], in order (empty for blank and membership entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResponse(pub Vec<CommandResponse>);
+
 openraft::declare_raft_types!(
     /// Cairn's Raft types.
     pub TypeConfig:
-        D = cairn_mvcc::WriteCommand,
-        R = CommandResponse,
+        D = Batch,
+        R = BatchResponse,
         NodeId = u64,
         Node = MemberNode,
         SnapshotData = tokio::fs::File,
