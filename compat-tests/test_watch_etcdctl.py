@@ -420,6 +420,20 @@ scenario("watch-rev-replay", "watch --rev: history replay of one key (from the s
     Stop(),
 ])
 
+scenario("watch-future-rev", "watch --rev=N with N beyond the head: nothing before N, then N and later (text + json)", [
+    *HISTORY,  # head is 8
+    start("watch --rev=10 --prefix fo"),
+    W("put foo 9"),  # revision 9: before the start revision, never printed
+    W("put fop 10", seen=event("PUT", "fop", "10")),  # revision 10
+    W("put fo 11", seen=event("PUT", "fo", "11")),
+    Stop(),
+    start("-w json watch --rev=14 foo"),  # head is 11
+    WJ("put foo 12"),
+    WJ("put foo 13"),
+    WJ("put foo 14", seen=MODREV(14)),
+    Stop(),
+])
+
 scenario("watch-rev-json", "watch --rev -w json: replayed events, revisions, delete events, headers", [
     *HISTORY,
     start("-w json watch --rev=2 foo"),

@@ -55,6 +55,10 @@ pub struct Flags {
     #[arg(long, env = "CAIRN_ELECTION_TIMEOUT", default_value_t = 1000)]
     pub election_timeout: u64,
 
+    /// How often an idle watcher that asked for progress notifications gets one (e.g. 10m, 5s, 500ms).
+    #[arg(long, env = "CAIRN_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub watch_progress_notify_interval: std::time::Duration,
+
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "CAIRN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -74,7 +78,25 @@ const ENV_FLAGS: &[&str] = &[
     "HEARTBEAT_INTERVAL",
     "ELECTION_TIMEOUT",
     "LOG_LEVEL",
+    "WATCH_PROGRESS_NOTIFY_INTERVAL",
 ];
+
+/// Parses Go-style durations as etcd's flags take them: `500ms`, `5s`, `10m`, `1h`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" | "" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("invalid duration {text:?} (use ms, s, m or h)")),
+    };
+    if ms < 100 {
+        return Err("the interval must be at least 100ms".into());
+    }
+    Ok(std::time::Duration::from_millis(ms))
+}
 
 /// Lets `ETCD_<FLAG>` stand for `CAIRN_<FLAG>` (which wins when both are set). Runs first
 /// thing in `main`, before any other thread exists.
@@ -115,6 +137,7 @@ impl Flags {
             heartbeat_interval_ms: self.heartbeat_interval,
             election_timeout_ms: self.election_timeout,
             max_request_bytes: self.max_request_bytes,
+            watch_progress_notify_interval: self.watch_progress_notify_interval,
             limits: cairn_mvcc_limits(self.max_txn_ops),
         })
     }

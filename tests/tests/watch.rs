@@ -129,3 +129,47 @@ fn a_watcher_resumes_after_a_restart_without_gaps() {
         assert_eq!(revs, (50..=201).collect::<Vec<_>>(), "every revision once, in order");
     });
 }
+
+#[test]
+fn progress_notifications_and_fragments() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Cairn::start_with(&dir.path().join("data"), &["--watch-progress-notify-interval", "300ms"]);
+    runtime().block_on(async {
+        let mut c = Client::connect([server.url()], None).await.unwrap();
+        let big = vec![b'x'; 1_000_000];
+        for k in ["big/1", "big/2", "big/3"] {
+            c.put(k, big.clone(), None).await.unwrap(); // revisions 2, 3, 4
+        }
+        // An idle watcher that asked for progress hears, without events, where it stands.
+        let mut idle = c.watch("quiet", Some(WatchOptions::new().with_progress_notify())).await.unwrap();
+        assert!(next(&mut idle).await.created());
+        let progress = next(&mut idle).await;
+        assert!(progress.events().is_empty() && !progress.canceled());
+        assert_eq!(progress.header().unwrap().revision(), 4);
+
+        // Replaying 3 MB: without fragment, revisions travel together in one large answer;
+        // with fragment, answers above --max-request-bytes (1.5 MiB) are split into parts.
+        let replay = |fragment: bool| {
+            let mut c = c.clone();
+            async move {
+                let mut opts = WatchOptions::new().with_prefix().with_start_revision(2);
+                if fragment {
+                    opts = opts.with_fragment();
+                }
+                let mut w = c.watch("big/", Some(opts)).await.unwrap();
+                assert!(next(&mut w).await.created());
+                let (mut revs, mut largest) = (Vec::new(), 0);
+                while revs.len() < 3 {
+                    let r = next(&mut w).await;
+                    largest = largest.max(r.events().len());
+                    revs.extend(events(&r).into_iter().map(|e| e.3));
+                }
+                assert_eq!(revs, [2, 3, 4]);
+                largest
+            }
+        };
+        assert!(replay(false).await > 1, "unfragmented answers carry several revisions");
+        let fragmented = replay(true).await == 1;
+        assert!(fragmented, "a multi-megabyte answer was split");
+    });
+}

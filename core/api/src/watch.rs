@@ -36,6 +36,8 @@ pub struct WatchRequest {
     pub prev_kv: bool,
     pub no_put: bool,
     pub no_delete: bool,
+    /// Send a [`WatchMessage::Progress`] when an interval passes with nothing to deliver.
+    pub progress_notify: bool,
 }
 
 /// What a watch delivers.
@@ -44,6 +46,8 @@ pub enum WatchMessage {
     /// The changes of one or more whole revisions, in order; the header revision is the
     /// store revision when they were read.
     Events { header: ResponseHeader, events: Vec<Event> },
+    /// Nothing to deliver for a while: every change up to the header revision was delivered.
+    Progress { header: ResponseHeader },
     /// The start revision (or the watcher's position) was compacted away: the watch ends.
     Compacted { header: ResponseHeader, compact_revision: Revision },
 }

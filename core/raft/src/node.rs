@@ -45,6 +45,8 @@ pub struct NodeConfig {
     pub election_timeout_ms: u64,
     /// The largest write request accepted, in bytes (keys, values and per-op overhead).
     pub max_request_bytes: usize,
+    /// How often an idle watcher that asked for progress notifications gets one.
+    pub watch_progress_notify_interval: Duration,
     pub limits: Limits,
 }
 
@@ -60,6 +62,7 @@ impl Default for NodeConfig {
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
             max_request_bytes: 1536 * 1024,
+            watch_progress_notify_interval: Duration::from_secs(600),
             limits: Limits::default(),
         }
     }
@@ -617,6 +620,7 @@ impl cairn_api::Watch for CairnNode {
         let node = self.clone();
         let compacted = req.start_revision > 0 && req.start_revision < meta.compact_revision;
         let compact_revision = meta.compact_revision;
+        let progress_interval = self.inner.config.watch_progress_notify_interval;
         tokio::spawn(async move {
             if compacted {
                 let _ = tx.send(Box::new(WatchMessage::Compacted { header, compact_revision })).await;
@@ -680,9 +684,16 @@ impl cairn_api::Watch for CairnNode {
                     }
                     next = after;
                 }
+                let progress_due = tokio::time::sleep(progress_interval);
                 tokio::select! {
                     changed = revisions.changed() => if changed.is_err() { return },
                     _ = tx.closed() => return,
+                    // Everything up to `next - 1` is delivered (or did not match).
+                    _ = progress_due, if req.progress_notify => {
+                        if tx.send(Box::new(WatchMessage::Progress { header: node.header(next - 1) })).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
         });

@@ -65,7 +65,7 @@ where
     let max = max_request_bytes + GRPC_OVERHEAD_BYTES;
     tonic::service::Routes::new(KvServer::new(KvService::new(store.clone())).max_decoding_message_size(max))
         .add_service(LeaseServer::new(LeaseService::new(store.clone())).max_decoding_message_size(max))
-        .add_service(WatchServer::new(WatchService::new(store.clone())).max_decoding_message_size(max))
+        .add_service(WatchServer::new(WatchService::new(store.clone(), max_request_bytes)).max_decoding_message_size(max))
         .add_service(LockServer::new(LockService::new(store.clone())).max_decoding_message_size(max))
         .add_service(ElectionServer::new(ElectionService::new(store.clone())).max_decoding_message_size(max))
         .add_service(ClusterServer::new(ClusterService::new(store.clone())).max_decoding_message_size(max))

@@ -4,7 +4,7 @@
 
 use cairn_api::{
     prefix_range_end, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest,
-    RequestOp, ResponseHeader, ResponseOp, SortOrder, SortTarget, StoreError, TxnRequest, WatchMessage,
+    RequestOp, ResponseHeader, ResponseOp, SortOrder, SortTarget, StoreError, TxnRequest,
     WatchRequest,
 };
 use futures::StreamExt;
@@ -62,7 +62,7 @@ pub async fn wait_for_turn<S: cairn_api::Kv + cairn_api::Watch>(store: &S, prefi
             })
             .await?;
         match events.next().await {
-            Some(WatchMessage::Events { .. }) | Some(WatchMessage::Compacted { .. }) => continue,
+            Some(_) => continue,
             None => return Err(StoreError::Stopped),
         }
     }

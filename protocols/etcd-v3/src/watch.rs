@@ -23,12 +23,33 @@ const FILTER_NODELETE: i32 = 1;
 
 pub struct WatchService<S> {
     store: S,
+    max_bytes: usize,
 }
 
 impl<S> WatchService<S> {
-    pub fn new(store: S) -> Self {
-        WatchService { store }
+    /// `max_bytes`: the size above which a fragmenting watcher's answers are split
+    /// (etcd uses --max-request-bytes).
+    pub fn new(store: S, max_bytes: usize) -> Self {
+        WatchService { store, max_bytes }
     }
+}
+
+/// Splits `events` into parts of at most about `max_bytes` each (at least one event a part).
+fn fragments(events: Vec<mvccpb::Event>, max_bytes: usize) -> Vec<Vec<mvccpb::Event>> {
+    use prost::Message;
+    let mut parts = vec![Vec::new()];
+    let mut size = 0;
+    for e in events {
+        let len = e.encoded_len();
+        let current = parts.last_mut().expect("never empty");
+        if !current.is_empty() && size + len > max_bytes {
+            parts.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        parts.last_mut().expect("never empty").push(e);
+    }
+    parts
 }
 
 type Outbound = mpsc::Sender<Result<WatchResponse, Status>>;
@@ -51,6 +72,8 @@ struct StreamState<S> {
     out: Outbound,
     watchers: HashMap<i64, JoinHandle<()>>,
     next_id: i64,
+    /// Answers of watchers that asked for `fragment` are split above this size.
+    max_bytes: usize,
 }
 
 impl<S: cairn_api::Watch> StreamState<S> {
@@ -102,6 +125,7 @@ impl<S: cairn_api::Watch> StreamState<S> {
             prev_kv: c.prev_kv,
             no_put: c.filters.contains(&FILTER_NOPUT),
             no_delete: c.filters.contains(&FILTER_NODELETE),
+            progress_notify: c.progress_notify,
         };
         let (created_header, mut messages) = match self.store.watch(req).await {
             Ok(w) => w,
@@ -122,15 +146,30 @@ impl<S: cairn_api::Watch> StreamState<S> {
             return false;
         }
         let out = self.out.clone();
+        let (fragment, max_bytes) = (c.fragment, self.max_bytes);
         let task = tokio::spawn(async move {
             while let Some(msg) = messages.next().await {
                 let resp = match msg {
-                    cairn_api::WatchMessage::Events { header: h, events } => WatchResponse {
-                        header: header(h),
-                        watch_id: id,
-                        events: events.into_iter().map(event).collect(),
-                        ..Default::default()
-                    },
+                    cairn_api::WatchMessage::Events { header: h, events } => {
+                        let events: Vec<mvccpb::Event> = events.into_iter().map(event).collect();
+                        if fragment {
+                            // Split an answer larger than the request limit: every part but
+                            // the last says `fragment`.
+                            let parts = fragments(events, max_bytes);
+                            let last = parts.len() - 1;
+                            for (i, part) in parts.into_iter().enumerate() {
+                                let resp = WatchResponse { header: header(h), watch_id: id, events: part, fragment: i < last, ..Default::default() };
+                                if out.send(Ok(resp)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
+                        WatchResponse { header: header(h), watch_id: id, events, ..Default::default() }
+                    }
+                    cairn_api::WatchMessage::Progress { header: h } => {
+                        WatchResponse { header: header(h), watch_id: id, ..Default::default() }
+                    }
                     cairn_api::WatchMessage::Compacted { header: h, compact_revision } => {
                         let resp = WatchResponse {
                             header: header(h),
@@ -187,7 +226,7 @@ impl<S: cairn_api::Watch> Watch for WatchService<S> {
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
-        let mut state = StreamState { store: self.store.clone(), out: tx, watchers: HashMap::new(), next_id: 0 };
+        let mut state = StreamState { store: self.store.clone(), out: tx, watchers: HashMap::new(), next_id: 0, max_bytes: self.max_bytes };
         tokio::spawn(async move {
             loop {
                 let msg = tokio::select! {
