@@ -25,10 +25,17 @@ from typing import Optional
 # (requirements.txt pins protobuf<4; this is the fallback.)
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
+import warnings  # noqa: E402
+
 import grpc  # noqa: E402
-import etcd3  # noqa: E402
-from etcd3 import etcdrpc  # noqa: E402
-from etcd3.etcdrpc import auth_pb2, kv_pb2, rpc_pb2  # noqa: E402
+
+with warnings.catch_warnings():
+    # etcd3 0.12's generated code uses descriptor constructors protobuf 3.20
+    # deprecates (one DeprecationWarning per message/field at import)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import etcd3  # noqa: E402
+    from etcd3 import etcdrpc  # noqa: E402,F401
+    from etcd3.etcdrpc import auth_pb2, kv_pb2, rpc_pb2  # noqa: E402
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -184,6 +191,7 @@ class KeepAlive:
         self.interval = interval
         self.errors: list = []
         self.ttls: list = []
+        self.last_refresh: Optional[float] = None  # monotonic time of the last keep-alive response
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -193,6 +201,7 @@ class KeepAlive:
             try:
                 for r in self.lease.refresh():
                     self.ttls.append(r.TTL)
+                    self.last_refresh = time.monotonic()
             except Exception as e:  # recorded, checked by the test
                 self.errors.append(repr(e))
             self._stop.wait(self.interval)

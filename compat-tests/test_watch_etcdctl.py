@@ -3,7 +3,8 @@ must produce the same normalised transcript).
 
 A watch scenario is a list of actions run in order against one fresh server:
 
-  J(...) / T(...) / FAIL(...)   an ordinary etcdctl step (see harness.py)
+  J(...) / T(...) / FAIL(...)   an ordinary etcdctl step (see harness.py;
+                                {lease} is the last granted lease, as there)
   Write(step, seen=TEXT)        an etcdctl step whose effect a running watcher
                                 must print: after the step, wait (max 10 s)
                                 until TEXT occurs once more in the watcher's
@@ -282,7 +283,10 @@ def run_watch_scenario(server: harness.Server, sc: WatchScenario) -> list:
                 act = Write(act, None)
             if isinstance(act, Write):
                 before = w.out().count(act.seen.encode()) if (w and act.seen) else 0
-                r = server.etcdctl(act.step.argv(), act.step.stdin)
+                argv = [norm.leases.fill(a) for a in act.step.argv()]  # {lease}: see harness.LeaseIds
+                r = server.etcdctl(argv, norm.leases.fill_bytes(act.step.stdin))
+                if act.step.grants_lease():
+                    norm.leases.capture(r)
                 cond = _wait_more(w, act.seen, before) if act.seen else None
                 disp = act.step.display() + (f"  [watcher then prints {act.seen!r}]" if act.seen else "")
                 records.append((act, _record(norm, disp, r, cond)))
@@ -587,6 +591,17 @@ scenario("watch-compacted", "watch --rev=N on a compacted revision: canceled, me
     # etcd sends that event without prev_kv; the next event has one
     start("-w json watch --rev=4 --prev-kv foo"),
     Await(MODREV(5)),
+    Stop(),
+])
+
+scenario("watch-lease-expiry", "a key attached to a 2 s lease expires: the watcher gets its DELETE (json, prev_kv)", [
+    T("put x 0"),
+    J("lease grant 2"),
+    T("put --lease={lease} tmp v"),  # revision 3
+    start("-w json watch --rev=3 --prev-kv tmp"),
+    Await(MODREV(3)),
+    Await('"type":1'),  # the expiry's delete (revision 4), within WAIT s
+    T("get tmp"),
     Stop(),
 ])
 
