@@ -34,7 +34,6 @@ with warnings.catch_warnings():
     # deprecates (one DeprecationWarning per message/field at import)
     warnings.simplefilter("ignore", DeprecationWarning)
     import etcd3  # noqa: E402
-    from etcd3 import etcdrpc  # noqa: E402,F401
     from etcd3.etcdrpc import auth_pb2, kv_pb2, rpc_pb2  # noqa: E402
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # noqa: E402
 

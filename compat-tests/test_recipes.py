@@ -35,7 +35,6 @@ from typing import Callable
 
 import pytest
 
-import harness
 
 try:  # a missing client fails the recipe tests (it does not skip them, nor break collection)
     import recipes_support as rs

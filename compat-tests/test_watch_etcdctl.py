@@ -51,7 +51,7 @@ from typing import Optional
 import pytest
 
 import harness
-from harness import FAIL, J, T, Step, StepRecord, Result, txn_input
+from harness import J, Result, Step, StepRecord, T, txn_input
 
 COMPACTED_CANCEL = "watch was canceled (etcdserver: mvcc: required revision has been compacted)"
 CANCELED_BY_SERVER = "Error: watch is canceled by the server"
@@ -98,7 +98,8 @@ class Sync:
 @dataclasses.dataclass
 class Stop:
     self_exit: bool = False
-    expect_rc: object = None  # checked on etcd; None: "SIGTERM" / 3 / any (self_exit)
+    expect_rc: object = None  # checked on etcd; None: "SIGTERM" (self_exit: any)
+    expect_stderr: Optional[str] = None  # checked on etcd: substring of the watcher's stderr
 
 
 @dataclasses.dataclass
@@ -375,11 +376,17 @@ def check_watch_expectations(pairs: list) -> list:
                 want = "SIGTERM"
             if want is not None and rec.rc != want:
                 why.append(f"watcher exit {rec.rc!r}, expected {want!r}")
+            if act.expect_stderr is not None and act.expect_stderr not in raw_err:
+                why.append(f"watcher stderr lacks {act.expect_stderr!r}")
         if rec.condition is not None and rec.condition not in ("met", "seen"):
             why.append(f"condition {rec.condition}")
         if why:
-            problems.append(f"action {i}: {rec.command}\n  " + "; ".join(why) + "\n" + harness._indent(rec.raw.text(), 4))
+            problems.append(f"action {i}: {rec.command}\n  " + "; ".join(why) + "\n" + _indent(rec.raw.text()))
     return problems
+
+
+def _indent(s: str, pad: str = "    ") -> str:
+    return "\n".join(pad + line for line in s.splitlines())
 
 
 def _save(sid: str, side: str, records: list) -> None:
@@ -557,7 +564,7 @@ scenario("watch-interactive", "watch -i: `watch foo`, `watch --prefix bar`, writ
     W("del foo", seen=event("DELETE", "foo")),
     Send("put x y", seen=None),  # not a watch command: error on stderr, keeps reading
     W("put bar/2 b2", seen=event("PUT", "bar/2", "b2")),
-    Stop(expect_rc=EXIT_EOF),
+    Stop(expect_rc=EXIT_EOF, expect_stderr="Invalid command put x y (only support watch)"),
 ])
 
 scenario("watch-interactive-rev", "watch -i with --rev and --prev-kv lines, and a compacted revision (canceled, keeps going)", [
@@ -569,18 +576,18 @@ scenario("watch-interactive-rev", "watch -i with --rev and --prev-kv lines, and 
     Send("watch --rev=5 g", seen=event("PUT", "g", "1")),  # another key: no two watches print one event
     W("put h 4", seen="h\n3\nh\n4\n"),
     W("put g 2", seen=event("PUT", "g", "2")),
-    Stop(expect_rc=EXIT_EOF),
+    Stop(expect_rc=EXIT_EOF, expect_stderr=COMPACTED_CANCEL),
 ], group="watch -i")
 
 scenario("watch-compacted", "watch --rev=N on a compacted revision: canceled, message, exit code; N = compact rev is fine", [
     T("put foo 1"), T("put foo 2"), T("put foo 3"), T("put foo 4"),  # revisions 2..5
     T("compaction 4", out="compacted revision 4"),
     start("watch --rev=2 foo"),
-    Stop(self_exit=True, expect_rc=EXIT_WATCH_CANCELED),
+    Stop(self_exit=True, expect_rc=EXIT_WATCH_CANCELED, expect_stderr=COMPACTED_CANCEL + "\n" + CANCELED_BY_SERVER),
     start("-w json watch --rev=3 foo"),
-    Stop(self_exit=True, expect_rc=EXIT_WATCH_CANCELED),
+    Stop(self_exit=True, expect_rc=EXIT_WATCH_CANCELED, expect_stderr=COMPACTED_CANCEL + "\n" + CANCELED_BY_SERVER),
     start("watch --rev=3 --prefix \"\""),
-    Stop(self_exit=True, expect_rc=EXIT_WATCH_CANCELED),
+    Stop(self_exit=True, expect_rc=EXIT_WATCH_CANCELED, expect_stderr=COMPACTED_CANCEL + "\n" + CANCELED_BY_SERVER),
     start("watch --rev=4 foo"),  # the compaction revision itself is still watchable
     Await(event("PUT", "foo", "4")),
     Stop(),

@@ -623,6 +623,8 @@ impl cairn_api::Watch for CairnNode {
         let progress_interval = self.inner.config.watch_progress_notify_interval;
         tokio::spawn(async move {
             if compacted {
+                // etcd's compaction cancel carries no revision in its header.
+                let header = ResponseHeader { revision: 0, ..header };
                 let _ = tx.send(Box::new(WatchMessage::Compacted { header, compact_revision })).await;
                 return;
             }
@@ -650,7 +652,7 @@ impl cairn_api::Watch for CairnNode {
                             match read {
                                 Ok(Ok(batch)) => batch,
                                 Ok(Err(compact_revision)) => {
-                                    let msg = WatchMessage::Compacted { header: node.header(current), compact_revision };
+                                    let msg = WatchMessage::Compacted { header: node.header(0), compact_revision };
                                     let _ = tx.send(Box::new(msg)).await;
                                     return;
                                 }
@@ -671,7 +673,9 @@ impl cairn_api::Watch for CairnNode {
                             EventKind::Delete => !req.no_delete,
                         })
                         .map(|mut e| {
-                            if !req.prev_kv {
+                            // As etcd: the previous version is read at mod_revision - 1, so it
+                            // is absent once that revision is compacted.
+                            if !req.prev_kv || e.kv.mod_revision <= node.inner.hub.compact_revision() {
                                 e.prev_kv = None;
                             }
                             e

@@ -63,6 +63,7 @@ impl StateMachine {
         drop(reader);
         let applier = Applier::open(&db).map_err(storage_err)?;
         let hub = Arc::new(WatchHub::new(applier.meta().revision));
+        hub.set_compact_revision(applier.meta().compact_revision);
         Ok(StateMachine {
             hub,
             applying,
@@ -146,6 +147,7 @@ impl StateMachine {
     }
 
     fn publish_events(&mut self) {
+        self.hub.set_compact_revision(self.applier.meta().compact_revision);
         let events = self.applier.take_events();
         if !events.is_empty() {
             self.hub.publish(self.applier.meta().revision, events);
@@ -244,6 +246,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.membership = meta.last_membership.clone();
         self.applier.reload(&self.db).map_err(storage_err)?;
         self.hub.reset(self.applier.meta().revision);
+        self.hub.set_compact_revision(self.applier.meta().compact_revision);
 
         let path = self.snapshot_dir.join(format!("{}.snap", meta.snapshot_id));
         if let Some(received) = self.receiving.take() {

@@ -8,6 +8,7 @@
 //! watchers.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cairn_api::Event;
@@ -25,11 +26,25 @@ struct Ring {
 pub(crate) struct WatchHub {
     ring: Mutex<Ring>,
     revision: watch::Sender<i64>,
+    /// The store's compaction revision: events at or below it carry no previous version.
+    compact_revision: AtomicI64,
 }
 
 impl WatchHub {
     pub fn new(revision: i64) -> Self {
-        WatchHub { ring: Mutex::new(Ring { entries: VecDeque::new(), bytes: 0 }), revision: watch::Sender::new(revision) }
+        WatchHub {
+            ring: Mutex::new(Ring { entries: VecDeque::new(), bytes: 0 }),
+            revision: watch::Sender::new(revision),
+            compact_revision: AtomicI64::new(-1),
+        }
+    }
+
+    pub fn set_compact_revision(&self, revision: i64) {
+        self.compact_revision.store(revision, Ordering::Release);
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_revision.load(Ordering::Acquire)
     }
 
     /// Records the events of `revision` (the revision right after the last one published).
