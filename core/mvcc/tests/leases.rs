@@ -1,46 +1,11 @@
 //! Lease rules of the MVCC store: grants, attached keys, revoke, renew and expiry by deadline.
 
 use cairn_api::*;
-use cairn_mvcc::{open_db, Applier, ApplyOutcome, Db, DbOptions, MvccError, Reader, WriteCommand};
+use cairn_mvcc::{open_db, Applier, ApplyOutcome, DbOptions, MvccError, Reader, WriteCommand};
 use rocksdb::WriteBatch;
 
-struct Store {
-    db: Db,
-    applier: Applier,
-    _dir: tempfile::TempDir,
-}
-
-impl Store {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db = open_db(dir.path(), &DbOptions::default()).unwrap();
-        let applier = Applier::open(&db).unwrap();
-        Store { db, applier, _dir: dir }
-    }
-
-    fn apply(&mut self, cmd: WriteCommand) -> Result<ApplyOutcome, StoreError> {
-        let mut batch = WriteBatch::default();
-        let out = self.applier.apply(&self.db, &mut batch, &cmd, 1);
-        self.db.write(batch).unwrap();
-        out.map_err(|e| match e {
-            MvccError::Request(e) => e,
-            other => panic!("storage error {other}"),
-        })
-    }
-
-    fn put(&mut self, k: &str, lease: i64) -> Result<ApplyOutcome, StoreError> {
-        self.apply(WriteCommand::Put(PutRequest { key: k.into(), value: b"v".to_vec(), lease, ..Default::default() }))
-    }
-
-    fn reader(&self) -> Reader<'_> {
-        Reader::snapshot(&self.db)
-    }
-
-    fn keys(&self) -> Vec<String> {
-        let r = self.reader().range(&RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }).unwrap();
-        r.kvs.iter().map(|kv| String::from_utf8(kv.key.clone()).unwrap()).collect()
-    }
-}
+mod common;
+use common::Store;
 
 const T0: i64 = 1_000_000;
 
@@ -50,9 +15,9 @@ fn grant_attach_and_revoke_deletes_every_key_in_one_revision() {
     assert!(matches!(s.apply(WriteCommand::LeaseGrant { id: 7, ttl: 10, now_ms: T0 }), Ok(ApplyOutcome::LeaseGrant(r)) if r.id == 7 && r.ttl == 10));
     assert_eq!(s.apply(WriteCommand::LeaseGrant { id: 7, ttl: 10, now_ms: T0 }), Err(StoreError::LeaseExists));
     for k in ["a", "b", "c"] {
-        s.put(k, 7).unwrap();
+        s.put_on_lease(k, 7).unwrap();
     }
-    s.put("free", 0).unwrap();
+    s.put_on_lease("free", 0).unwrap();
     assert_eq!(s.reader().lease_keys(7).unwrap(), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     assert_eq!(s.reader().get_latest(b"a").unwrap().unwrap().lease, 7);
     let before = s.reader().meta().unwrap().revision;
@@ -71,11 +36,11 @@ fn keys_moved_or_deleted_leave_the_lease() {
     let mut s = Store::new();
     s.apply(WriteCommand::LeaseGrant { id: 1, ttl: 10, now_ms: T0 }).unwrap();
     s.apply(WriteCommand::LeaseGrant { id: 2, ttl: 10, now_ms: T0 }).unwrap();
-    s.put("moved", 1).unwrap();
-    s.put("dropped", 1).unwrap();
-    s.put("deleted", 1).unwrap();
-    s.put("moved", 2).unwrap();
-    s.put("dropped", 0).unwrap();
+    s.put_on_lease("moved", 1).unwrap();
+    s.put_on_lease("dropped", 1).unwrap();
+    s.put_on_lease("deleted", 1).unwrap();
+    s.put_on_lease("moved", 2).unwrap();
+    s.put_on_lease("dropped", 0).unwrap();
     s.apply(WriteCommand::DeleteRange(DeleteRangeRequest { key: "deleted".into(), ..Default::default() })).unwrap();
     assert!(s.reader().lease_keys(1).unwrap().is_empty());
     assert_eq!(s.reader().lease_keys(2).unwrap(), vec![b"moved".to_vec()]);
@@ -87,7 +52,7 @@ fn keys_moved_or_deleted_leave_the_lease() {
 fn ignore_lease_keeps_the_attachment() {
     let mut s = Store::new();
     s.apply(WriteCommand::LeaseGrant { id: 3, ttl: 10, now_ms: T0 }).unwrap();
-    s.put("k", 3).unwrap();
+    s.put_on_lease("k", 3).unwrap();
     s.apply(WriteCommand::Put(PutRequest { key: "k".into(), value: b"w".to_vec(), ignore_lease: true, ..Default::default() }))
         .unwrap();
     assert_eq!(s.reader().get_latest(b"k").unwrap().unwrap().lease, 3);
@@ -99,8 +64,8 @@ fn expiry_ends_only_leases_past_their_deadline() {
     let mut s = Store::new();
     s.apply(WriteCommand::LeaseGrant { id: 1, ttl: 5, now_ms: T0 }).unwrap();
     s.apply(WriteCommand::LeaseGrant { id: 2, ttl: 5, now_ms: T0 }).unwrap();
-    s.put("one", 1).unwrap();
-    s.put("two", 2).unwrap();
+    s.put_on_lease("one", 1).unwrap();
+    s.put_on_lease("two", 2).unwrap();
     // Lease 2 is renewed at T0+4s: its deadline moves to T0+9s.
     assert!(matches!(s.apply(WriteCommand::LeaseRenew { id: 2, now_ms: T0 + 4000 }), Ok(ApplyOutcome::LeaseRenew(r)) if r.ttl == 5));
     assert_eq!(s.reader().expired_leases(T0 + 5000, 10).unwrap(), vec![1]);

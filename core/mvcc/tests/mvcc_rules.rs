@@ -3,67 +3,12 @@
 use std::collections::BTreeMap;
 
 use cairn_api::*;
-use cairn_mvcc::{open_db, Applier, ApplyOutcome, Db, DbOptions, MvccError, Reader, WriteCommand};
+use cairn_mvcc::{open_db, Applier, DbOptions, Reader, WriteCommand};
 use proptest::prelude::*;
 use rocksdb::WriteBatch;
 
-struct Store {
-    db: Db,
-    applier: Applier,
-    _dir: tempfile::TempDir,
-}
-
-impl Store {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db = open_db(dir.path(), &DbOptions::default()).unwrap();
-        let applier = Applier::open(&db).unwrap();
-        Store { db, applier, _dir: dir }
-    }
-
-    fn apply(&mut self, cmd: WriteCommand) -> Result<ApplyOutcome, StoreError> {
-        let mut batch = WriteBatch::default();
-        let out = self.applier.apply(&self.db, &mut batch, &cmd, 1);
-        self.db.write(batch).unwrap();
-        out.map_err(|e| match e {
-            MvccError::Request(e) => e,
-            other => panic!("storage error {other}"),
-        })
-    }
-
-    fn put(&mut self, k: &str, v: &str) -> PutResponse {
-        match self.apply(WriteCommand::Put(PutRequest { key: k.into(), value: v.into(), prev_kv: true, ..Default::default() })) {
-            Ok(ApplyOutcome::Put(r)) => r,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn delete(&mut self, k: &str, end: &str) -> DeleteRangeResponse {
-        match self.apply(WriteCommand::DeleteRange(DeleteRangeRequest { key: k.into(), range_end: end.into(), prev_kv: true })) {
-            Ok(ApplyOutcome::DeleteRange(r)) => r,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn txn(&mut self, t: TxnRequest) -> TxnResponse {
-        match self.apply(WriteCommand::Txn(t)) {
-            Ok(ApplyOutcome::Txn(r)) => r,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
-        Reader::snapshot(&self.db).range(&req).map_err(StoreError::from)
-    }
-
-    fn get_at(&self, k: &str, rev: i64) -> Option<KeyValue> {
-        self.range(RangeRequest { key: k.into(), revision: rev, ..Default::default() }).unwrap().kvs.pop()
-    }
-
-    fn revision(&self) -> i64 {
-        Reader::snapshot(&self.db).meta().unwrap().revision
-    }
-}
+mod common;
+use common::Store;
 
 fn all() -> RangeRequest {
     RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }
