@@ -173,3 +173,39 @@ fn progress_notifications_and_fragments() {
         assert!(fragmented, "a multi-megabyte answer was split");
     });
 }
+
+#[test]
+fn a_watcher_that_stops_reading_blocks_nothing_and_later_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Cairn::start(&dir.path().join("data"));
+    runtime().block_on(async {
+        let mut c = Client::connect([server.url()], None).await.unwrap();
+        // One watcher reads nothing for a while; another keeps up.
+        let mut slow = c.watch("s/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+        assert!(next(&mut slow).await.created());
+        let mut live = c.watch("s/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+        assert!(next(&mut live).await.created());
+        let reader = tokio::spawn(async move {
+            let mut revs = Vec::new();
+            while revs.len() < 200 {
+                revs.extend(events(&next(&mut live).await).into_iter().map(|e| e.3));
+            }
+            revs
+        });
+        // 200 writes of 100 kB: 20 MB, more than the server keeps in memory for watchers.
+        let value = vec![b'v'; 100_000];
+        let started = std::time::Instant::now();
+        for i in 0..200 {
+            c.put(format!("s/{i:03}"), value.clone(), None).await.unwrap();
+        }
+        let writes_took = started.elapsed();
+        assert_eq!(reader.await.unwrap(), (2..=201).collect::<Vec<_>>(), "the live watcher saw every write");
+        // The slow watcher now reads: everything, in order, once (caught up from storage).
+        let mut revs = Vec::new();
+        while revs.len() < 200 {
+            revs.extend(events(&next(&mut slow).await).into_iter().map(|e| e.3));
+        }
+        assert_eq!(revs, (2..=201).collect::<Vec<_>>());
+        eprintln!("200 writes with a stalled watcher took {writes_took:?}");
+    });
+}

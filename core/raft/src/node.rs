@@ -605,7 +605,7 @@ impl cairn_api::Lease for CairnNode {
     }
 }
 
-/// Most event bytes one watch message carries when catching up from storage.
+/// Most event bytes (about) one watch message carries, beyond a single revision's.
 const WATCH_CATCH_UP_BYTES: usize = 1 << 20;
 /// Messages a watcher may have in flight before it waits (and falls back to storage).
 const WATCH_CHANNEL: usize = 8;
@@ -634,8 +634,17 @@ impl cairn_api::Watch for CairnNode {
                 while next <= current {
                     let batch = match node.inner.hub.since(next, current) {
                         Some(revs) => {
-                            let events: Vec<cairn_api::Event> = revs.iter().flat_map(|e| e.iter().cloned()).collect();
-                            (events, current + 1)
+                            // Whole revisions, up to about the same size as a storage read.
+                            let (mut events, mut bytes, mut taken) = (Vec::new(), 0, 0);
+                            for rev in &revs {
+                                if taken > 0 && bytes > WATCH_CATCH_UP_BYTES {
+                                    break;
+                                }
+                                bytes += rev.iter().map(cairn_api::Event::size).sum::<usize>();
+                                events.extend(rev.iter().cloned());
+                                taken += 1;
+                            }
+                            (events, next + taken as i64)
                         }
                         None => {
                             let with_prev = req.prev_kv;
