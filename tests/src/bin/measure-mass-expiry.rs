@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use cairn_tests::{runtime, Cairn};
 use etcd_client::{Client, GetOptions, PutOptions};
 
-const TTL: i64 = 30;
+const TTL: i64 = 90;
 
 fn main() {
     let n: usize = std::env::args().nth(1).map(|s| s.parse().expect("N is a number")).unwrap_or(10_000);
