@@ -138,11 +138,7 @@ impl Flags {
             election_timeout_ms: self.election_timeout,
             max_request_bytes: self.max_request_bytes,
             watch_progress_notify_interval: self.watch_progress_notify_interval,
-            limits: cairn_mvcc_limits(self.max_txn_ops),
+            limits: cairn_raft::Limits { max_txn_ops: self.max_txn_ops },
         })
     }
-}
-
-fn cairn_mvcc_limits(max_txn_ops: usize) -> cairn_raft::Limits {
-    cairn_raft::Limits { max_txn_ops }
 }

@@ -452,8 +452,8 @@ impl cairn_api::Kv for CairnNode {
 
     async fn txn(&self, req: TxnRequest) -> StoreResult<TxnResponse> {
         cairn_mvcc::check_txn(&req, &self.inner.config.limits)?;
-        // A txn that only reads still goes through the log when it could write in either
-        // branch; a pure read txn is served like a linearizable range, from the local store.
+        // A txn that can write in either branch goes through the log; one that only reads is
+        // served like a linearizable range, from the local store.
         if !txn_writes(&req) {
             self.read_barrier().await?;
             let mut r = self.read(move |reader| cairn_mvcc::read_only_txn(reader, &req)).await?;
