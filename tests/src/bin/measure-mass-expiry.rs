@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use cairn_tests::{runtime, Cairn};
 use etcd_client::{Client, GetOptions, PutOptions};
 
-const TTL: i64 = 90;
+const TTL: i64 = 120;
 
 fn main() {
     let n: usize = std::env::args().nth(1).map(|s| s.parse().expect("N is a number")).unwrap_or(10_000);
@@ -26,14 +26,26 @@ fn main() {
         for t in 0..clients {
             let mut c = c.clone();
             tasks.push(tokio::spawn(async move {
-                for i in (t..n).step_by(clients) {
-                    let id = c.lease_grant(TTL, None).await.expect("grant").id();
-                    c.put(format!("exp/{i:06}"), "v", Some(PutOptions::new().with_lease(id))).await.expect("put");
+                let mut ids = Vec::new();
+                for _ in (t..n).step_by(clients) {
+                    ids.push(c.lease_grant(TTL, None).await.expect("grant").id());
                 }
+                ids
             }));
         }
+        let mut ids = Vec::new();
         for t in tasks {
-            t.await.expect("granter");
+            ids.extend(t.await.expect("granter"));
+        }
+        // One key per lease, attached 100 at a time.
+        let mut c3 = c.clone();
+        for (chunk_no, chunk) in ids.chunks(100).enumerate() {
+            let ops: Vec<etcd_client::TxnOp> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, id)| etcd_client::TxnOp::put(format!("exp/{:06}", chunk_no * 100 + i), "v", Some(PutOptions::new().with_lease(*id))))
+                .collect();
+            c3.txn(etcd_client::Txn::new().and_then(ops)).await.expect("attach");
         }
         let setup = granted.elapsed();
         assert!(setup < Duration::from_secs(TTL as u64), "setup took {setup:?}, longer than the TTL: use a smaller N");
