@@ -840,20 +840,26 @@ def run_scenario(server: Server, scenario: Scenario) -> list:
     return records
 
 
+def step_expectation_problems(step: Step, rec: StepRecord) -> list:
+    """What of a step's expected exit code, stderr and stdout its raw result does not show."""
+    raw_out = rec.raw.stdout.decode(errors="backslashreplace")
+    raw_err = rec.raw.stderr.decode(errors="backslashreplace")
+    why = []
+    if step.expect_rc is not None and rec.rc != step.expect_rc:
+        why.append(f"exit code {rec.rc!r}, expected {step.expect_rc}")
+    if step.expect_stderr is not None and step.expect_stderr not in raw_err:
+        why.append(f"stderr lacks {step.expect_stderr!r}")
+    if step.expect_stdout is not None and step.expect_stdout not in raw_out:
+        why.append(f"stdout lacks {step.expect_stdout!r}")
+    return why
+
+
 def check_expectations(scenario: Scenario, records: list) -> list:
     """Problems where the reference server did not behave as the scenario
     author expected (i.e. the scenario itself is wrong, or etcd changed)."""
     problems = []
     for i, (step, rec) in enumerate(zip(scenario.steps, records), 1):
-        raw_out = rec.raw.stdout.decode(errors="backslashreplace")
-        raw_err = rec.raw.stderr.decode(errors="backslashreplace")
-        why = []
-        if step.expect_rc is not None and rec.rc != step.expect_rc:
-            why.append(f"exit code {rec.rc!r}, expected {step.expect_rc}")
-        if step.expect_stderr is not None and step.expect_stderr not in raw_err:
-            why.append(f"stderr lacks {step.expect_stderr!r}")
-        if step.expect_stdout is not None and step.expect_stdout not in raw_out:
-            why.append(f"stdout lacks {step.expect_stdout!r}")
+        why = step_expectation_problems(step, rec)
         if step.until is not None and rec.condition != "met":
             why.append(f"condition ({step.until_desc or 'until'}) {rec.condition}")
         if why:

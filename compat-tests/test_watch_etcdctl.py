@@ -360,16 +360,9 @@ def check_watch_expectations(pairs: list) -> list:
     problems = []
     for i, (act, rec) in enumerate(pairs, 1):
         why = []
-        raw_out = rec.raw.stdout.decode(errors="backslashreplace")
         raw_err = rec.raw.stderr.decode(errors="backslashreplace")
         if isinstance(act, Write):
-            st = act.step
-            if st.expect_rc is not None and rec.rc != st.expect_rc:
-                why.append(f"exit code {rec.rc!r}, expected {st.expect_rc}")
-            if st.expect_stderr is not None and st.expect_stderr not in raw_err:
-                why.append(f"stderr lacks {st.expect_stderr!r}")
-            if st.expect_stdout is not None and st.expect_stdout not in raw_out:
-                why.append(f"stdout lacks {st.expect_stdout!r}")
+            why.extend(harness.step_expectation_problems(act.step, rec))
         if isinstance(act, Stop):
             want = act.expect_rc
             if want is None and not act.self_exit:
