@@ -24,14 +24,38 @@ use crate::types::{io_err, Entry, LogId, StorageError, TypeConfig, Vote};
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Db>,
-    flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+    flusher: Arc<Flusher>,
+}
+
+/// The fsync thread's queue. Dropping the last clone closes the queue and waits for the thread
+/// to end, so the thread's database handle is released before the store's owner goes on: a
+/// process that exits right after dropping its stores never has RocksDB closing in a detached
+/// thread while the C++ runtime tears down (which aborts with "pthread lock: Invalid argument").
+struct Flusher {
+    queue: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn send(&self, cb: LogFlushed<TypeConfig>) -> Result<(), ()> {
+        self.queue.as_ref().ok_or(())?.send(cb).map_err(|_| ())
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl LogStore {
     pub fn new(db: Arc<Db>) -> Self {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
         let flush_db = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("cairn-log-fsync".into())
             .spawn(move || {
                 // Ends when every LogStore clone is dropped.
@@ -49,7 +73,7 @@ impl LogStore {
                 }
             })
             .expect("spawning the log fsync thread");
-        LogStore { db, flusher: tx }
+        LogStore { db, flusher: Arc::new(Flusher { queue: Some(tx), thread: Some(thread) }) }
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
