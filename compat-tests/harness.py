@@ -366,6 +366,8 @@ class CairnServer(Server):
             "--data-dir", str(self.data_dir),
             "--listen-client-urls", f"http://127.0.0.1:{c}",
             "--advertise-client-urls", f"http://127.0.0.1:{c}",
+            "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
         ]
 
     def probe_ready(self) -> bool:

@@ -31,6 +31,30 @@ pub struct Flags {
     #[arg(long, env = "CAIRN_INITIAL_ADVERTISE_PEER_URLS", value_delimiter = ',', default_value = "http://localhost:2380")]
     pub initial_advertise_peer_urls: Vec<String>,
 
+    /// URLs to listen on for peer traffic (comma-separated).
+    #[arg(long, env = "CAIRN_LISTEN_PEER_URLS", value_delimiter = ',', default_value = "http://localhost:2380")]
+    pub listen_peer_urls: Vec<String>,
+
+    /// Initial cluster configuration for bootstrapping: name=peerURL,name=peerURL,...
+    /// [default: ${name}=${initial-advertise-peer-urls}].
+    #[arg(long, env = "CAIRN_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+
+    /// Initial cluster state: 'new' (bootstrap the members of --initial-cluster) or 'existing'
+    /// (join a running cluster this member was added to with `member add`).
+    #[arg(long, env = "CAIRN_INITIAL_CLUSTER_STATE", default_value = "new", value_parser = ["new", "existing"])]
+    pub initial_cluster_state: String,
+
+    /// Promote a learner to a voting member as soon as it has caught up with the leader (etcd
+    /// needs a `member promote` call for that).
+    #[arg(long, env = "CAIRN_AUTO_PROMOTE_LEARNERS", default_value_t = false)]
+    pub auto_promote_learners: bool,
+
+    /// Backend size (bytes) above which writes are refused with "database space exceeded"
+    /// and the NOSPACE alarm is raised; 0 means etcd's default of 2 GiB.
+    #[arg(long, env = "CAIRN_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+
     /// Token that makes this cluster's ids differ from other clusters' with the same members.
     #[arg(long, env = "CAIRN_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
@@ -72,6 +96,11 @@ const ENV_FLAGS: &[&str] = &[
     "ADVERTISE_CLIENT_URLS",
     "INITIAL_ADVERTISE_PEER_URLS",
     "INITIAL_CLUSTER_TOKEN",
+    "LISTEN_PEER_URLS",
+    "INITIAL_CLUSTER",
+    "INITIAL_CLUSTER_STATE",
+    "AUTO_PROMOTE_LEARNERS",
+    "QUOTA_BACKEND_BYTES",
     "MAX_REQUEST_BYTES",
     "MAX_TXN_OPS",
     "SNAPSHOT_COUNT",
@@ -127,7 +156,19 @@ impl Flags {
         } else {
             self.advertise_client_urls.clone()
         };
+        let initial_cluster = match &self.initial_cluster {
+            Some(text) => parse_initial_cluster(text)?,
+            None => vec![(self.name.clone(), self.initial_advertise_peer_urls.clone())],
+        };
         Ok(NodeConfig {
+            initial_cluster,
+            join_existing: self.initial_cluster_state == "existing",
+            auto_promote_learners: self.auto_promote_learners,
+            quota_backend_bytes: if self.quota_backend_bytes == 0 {
+                cairn_raft::DEFAULT_QUOTA_BACKEND_BYTES
+            } else {
+                self.quota_backend_bytes
+            },
             name: self.name.clone(),
             data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.cairn", self.name))),
             advertise_client_urls: advertise,
@@ -140,5 +181,46 @@ impl Flags {
             watch_progress_notify_interval: self.watch_progress_notify_interval,
             limits: cairn_raft::Limits { max_txn_ops: self.max_txn_ops },
         })
+    }
+}
+
+/// Parses etcd's `--initial-cluster`: `name=url,name=url`, a name repeated for several URLs.
+pub fn parse_initial_cluster(text: &str) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, url)) = part.split_once('=') else {
+            bail!("--initial-cluster: {part:?} is not name=peerURL");
+        };
+        if name.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--initial-cluster: {part:?} is not name=http://host:port");
+        }
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => out.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    if out.is_empty() {
+        bail!("--initial-cluster is empty");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_parses_like_etcds() {
+        let c = parse_initial_cluster("a=http://h1:2380,b=http://h2:2380,a=http://h1:2381").unwrap();
+        assert_eq!(
+            c,
+            vec![
+                ("a".to_string(), vec!["http://h1:2380".to_string(), "http://h1:2381".to_string()]),
+                ("b".to_string(), vec!["http://h2:2380".to_string()]),
+            ]
+        );
+        assert!(parse_initial_cluster("a").is_err());
+        assert!(parse_initial_cluster("a=h1:2380").is_err());
+        assert!(parse_initial_cluster("").is_err());
     }
 }

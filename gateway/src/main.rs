@@ -43,7 +43,18 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let node_config = flags.node_config()?;
     // Bind first: a taken port is reported before anything is written to disk.
     let listeners = listen::bind_all(&flags.listen_client_urls).await?;
-    let node = CairnNode::open(node_config).await?;
+    let peer_listeners = listen::bind_all(&flags.listen_peer_urls).await?;
+    let peers = cairn_peer::PeerClients::new();
+    let node = CairnNode::open_with(node_config, peers.clone(), std::sync::Arc::new(peers.clone())).await?;
+    peers.set_identity(node.cluster_id(), node.member_id());
+    let (stop_peers, peers_stopped) = tokio::sync::watch::channel(false);
+    let mut peer_servers = tokio::task::JoinSet::new();
+    for listener in peer_listeners {
+        let mut stopped = peers_stopped.clone();
+        peer_servers.spawn(cairn_peer::server::serve(listener, node.clone(), async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+    }
     if !node.wait_for_leader(Duration::from_secs(10)).await {
         tracing::warn!("no leader yet; serving anyway (requests fail with 'no leader' until one is elected)");
     }
@@ -56,6 +67,12 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     );
     let routes = cairn_etcd_v3::routes(node.clone(), flags.max_request_bytes);
     let result = listen::serve(listeners, routes, shutdown_signal()).await;
+    let _ = stop_peers.send(true);
+    while let Some(res) = peer_servers.join_next().await {
+        if let Ok(Err(e)) = res {
+            tracing::warn!("peer listener: {e}");
+        }
+    }
     node.shutdown().await;
     tracing::info!("stopped");
     result

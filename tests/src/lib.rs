@@ -51,12 +51,20 @@ impl Cairn {
     /// Starts cairn without waiting for it.
     pub fn spawn(data_dir: &Path, port: u16, extra: &[&str]) -> Cairn {
         let url = format!("http://127.0.0.1:{port}");
+        // Every member listens for peers; a lone test server gets a free port of its own.
+        let peer_args: Vec<String> = if extra.contains(&"--listen-peer-urls") {
+            Vec::new()
+        } else {
+            let peer = format!("http://127.0.0.1:{}", free_port());
+            vec!["--listen-peer-urls".into(), peer.clone(), "--initial-advertise-peer-urls".into(), peer]
+        };
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let child = Command::new(cairn_bin())
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(&peer_args)
             .args(extra)
             // CAIRN_TEST_LOG_LEVEL (e.g. "info,cairn_raft=trace") turns up the servers' logs.
             .args(std::env::var("CAIRN_TEST_LOG_LEVEL").map(|l| vec!["--log-level".to_string(), l]).unwrap_or_default())
@@ -138,8 +146,10 @@ impl Drop for Cairn {
 
 /// Runs cairn to completion with `args` (for flag and start-up error tests), with a timeout.
 pub fn run_cairn(args: &[&str], timeout: Duration) -> Output {
+    let peer = format!("http://127.0.0.1:{}", free_port());
     let mut child = Command::new(cairn_bin())
         .args(args)
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

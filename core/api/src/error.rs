@@ -64,6 +64,40 @@ pub enum StoreError {
     /// etcd `ErrMemberNotFound`.
     #[error("member not found")]
     MemberNotFound,
+    /// etcd `ErrIDExists`.
+    #[error("member ID already exist")]
+    MemberExists,
+    /// etcd `ErrPeerURLexists`.
+    #[error("Peer URLs already exists")]
+    PeerUrlExists,
+    /// etcd `ErrNotEnoughStartedMembers`: the change would leave too few started voters.
+    #[error("re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    /// etcd `ErrMemberBadURLs`.
+    #[error("given member URLs are invalid")]
+    MemberBadUrls,
+    /// etcd `ErrMemberNotLearner`.
+    #[error("can only promote a learner member")]
+    MemberNotLearner,
+    /// etcd `ErrLearnerNotReady`.
+    #[error("can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// etcd `ErrTooManyLearners`.
+    #[error("too many learner members in cluster")]
+    TooManyLearners,
+    /// etcd `ErrNotLeader`: only the leader can do this.
+    #[error("not leader")]
+    NotLeader,
+    /// etcd `ErrBadLeaderTransferee`.
+    #[error("bad leader transferee")]
+    BadLeaderTransferee,
+    /// etcd `ErrNotSupportedForLearner`: a learner serves only serializable reads, status and
+    /// membership calls.
+    #[error("rpc not supported for learner")]
+    NotSupportedForLearner,
+    /// etcd `ErrUnhealthy`: the cluster is not healthy enough for the change.
+    #[error("unhealthy cluster")]
+    Unhealthy,
     /// A storage or consensus failure that is not the client's doing. The text is for logs.
     #[error("internal error: {0}")]
     Internal(String),

@@ -9,7 +9,8 @@ use crate::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseKeepAliveResponse, LeaseLeasesResponse,
     LeaseRevokeResponse, LeaseTimeToLiveResponse,
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    MemberListResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, StatusResponse,
+    AlarmAction, AlarmResponse, HashKvResponse, MemberAddRequest, MemberAddResponse, MembersResponse,
+    SnapshotChunk, MemberListResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, StatusResponse,
     StoreError, TxnRequest, TxnResponse,
 };
 
@@ -33,11 +34,24 @@ pub trait Kv: Clone + Send + Sync + 'static {
 /// Membership as the cluster sees it.
 pub trait Cluster: Clone + Send + Sync + 'static {
     fn member_list(&self) -> impl Future<Output = StoreResult<MemberListResponse>> + Send;
+    fn member_add(&self, req: MemberAddRequest) -> impl Future<Output = StoreResult<MemberAddResponse>> + Send;
+    fn member_remove(&self, id: u64) -> impl Future<Output = StoreResult<MembersResponse>> + Send;
+    fn member_update(&self, id: u64, peer_urls: Vec<String>) -> impl Future<Output = StoreResult<MembersResponse>> + Send;
+    fn member_promote(&self, id: u64) -> impl Future<Output = StoreResult<MembersResponse>> + Send;
 }
 
 /// Per-member status and upkeep.
 pub trait Maintenance: Clone + Send + Sync + 'static {
     fn status(&self) -> impl Future<Output = StoreResult<StatusResponse>> + Send;
+    /// A hash of the history up to `revision` (0 = the current revision).
+    fn hash_kv(&self, revision: i64) -> impl Future<Output = StoreResult<HashKvResponse>> + Send;
+    /// Compacts the member's storage files; reads and writes go on meanwhile.
+    fn defragment(&self) -> impl Future<Output = StoreResult<ResponseHeader>> + Send;
+    fn alarm(&self, action: AlarmAction) -> impl Future<Output = StoreResult<AlarmResponse>> + Send;
+    /// A consistent copy of the whole store, as a stream of chunks.
+    fn snapshot(&self) -> impl Future<Output = StoreResult<SnapshotStream>> + Send;
+    /// Hands leadership to `target` (only the leader can).
+    fn move_leader(&self, target: u64) -> impl Future<Output = StoreResult<ResponseHeader>> + Send;
 }
 
 /// Leases: grant, keep alive, revoke, inspect.
@@ -68,3 +82,6 @@ pub trait Watch: Clone + Send + Sync + 'static {
     /// The header a progress notification carries: every later event has a higher revision.
     fn progress(&self) -> impl Future<Output = StoreResult<ResponseHeader>> + Send;
 }
+
+/// The chunks of a snapshot; an error ends it.
+pub type SnapshotStream = Pin<Box<dyn futures_core::Stream<Item = StoreResult<SnapshotChunk>> + Send>>;

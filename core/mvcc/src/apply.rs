@@ -6,7 +6,7 @@
 //! refuses it alike. Reads inside a txn see the txn's earlier writes through an overlay.
 
 use cairn_api::{
-    Event, EventKind,
+    AlarmKind, AlarmMember, Event, EventKind,
     LeaseGrantResponse, LeaseKeepAliveResponse, LeaseRevokeResponse,
     Compare, CompareResult, CompareTarget, CompactionRequest, CompactionResponse, DeleteRangeRequest,
     DeleteRangeResponse, KeyValue, PutRequest, PutResponse, RangeResponse, RequestOp, ResponseHeader,
@@ -37,6 +37,9 @@ pub enum WriteCommand {
     /// Ends those of `ids` whose deadline is at or before `now_ms` (proposed by the leader),
     /// deleting all their keys in one revision.
     LeaseExpire { ids: Vec<i64>, now_ms: i64 },
+    /// Raises (`activate`) or clears an alarm. While any member has NOSPACE raised, writes
+    /// that add data (puts, txns, lease grants) are refused; deletes and compaction still run.
+    Alarm { activate: bool, alarm: AlarmMember },
 }
 
 /// The answer to a [`WriteCommand`], header revision and term filled in.
@@ -50,6 +53,8 @@ pub enum ApplyOutcome {
     LeaseRevoke(LeaseRevokeResponse),
     LeaseRenew(LeaseKeepAliveResponse),
     LeaseExpire { revoked: usize },
+    /// The alarms raised after the change.
+    Alarm(Vec<AlarmMember>),
 }
 
 /// Applies commands in log order. Holds the revision counters between commands, so it must be
@@ -109,7 +114,22 @@ impl Applier {
     ) -> Result<ApplyOutcome> {
         let reader = Reader::live(db);
         let mut p = Pending { reader: &reader, meta: self.meta, overlay: Overlay::new(), writes: Vec::new(), sub: 0, events: Vec::new() };
+        if matches!(cmd, WriteCommand::Put(_) | WriteCommand::Txn(_) | WriteCommand::LeaseGrant { .. })
+            && reader.alarms()?.iter().any(|a| a.alarm == AlarmKind::NoSpace)
+        {
+            return Err(StoreError::NoSpace.into());
+        }
         let outcome = match cmd {
+            WriteCommand::Alarm { activate, alarm } => {
+                let mut alarms = reader.alarms()?;
+                alarms.retain(|a| a != alarm);
+                if *activate {
+                    alarms.push(*alarm);
+                    alarms.sort();
+                }
+                p.writes.push(Write::Put(CF_META, layout::META_ALARMS.to_vec(), encode(&alarms)));
+                ApplyOutcome::Alarm(alarms)
+            }
             WriteCommand::Put(req) => {
                 p.check_put(req)?;
                 ApplyOutcome::Put(p.put(req)?)
@@ -224,6 +244,7 @@ fn set_header(outcome: ApplyOutcome, header: ResponseHeader) -> ApplyOutcome {
             ApplyOutcome::LeaseRenew(r)
         }
         expire @ ApplyOutcome::LeaseExpire { .. } => expire,
+        alarm @ ApplyOutcome::Alarm(_) => alarm,
     }
 }
 

@@ -95,6 +95,14 @@ impl<'a> Reader<'a> {
         self.get(CF_META, key)
     }
 
+    /// The raised alarms.
+    pub fn alarms(&self) -> Result<Vec<cairn_api::AlarmMember>> {
+        match self.get(CF_META, layout::META_ALARMS)? {
+            Some(raw) => decode(&raw, "alarms"),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The revision counters of this view.
     pub fn meta(&self) -> Result<StoreMeta> {
         let revision = match self.get(CF_META, layout::META_REVISION)? {
@@ -208,6 +216,31 @@ impl<'a> Reader<'a> {
         }
         it.status()?;
         Ok((out, to + 1))
+    }
+
+    /// A CRC-32 of the history at and below revision `rev`: every change in the change log
+    /// and every version it refers to. Members that applied the same log agree on it
+    /// (compaction is itself a logged command), so it detects a member whose store diverged.
+    pub fn hash_kv(&self, rev: i64) -> Result<u32> {
+        let mut hasher = crc32fast::Hasher::new();
+        let mut opts = self.opts();
+        opts.set_iterate_upper_bound(layout::revision_key(rev + 1, 0).to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(layout::CF_REVISIONS)?, opts);
+        it.seek_to_first();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            hasher.update(k);
+            hasher.update(v);
+            let (main, _) = layout::decode_revision_key(k).ok_or_else(|| MvccError::Corrupt("revision key".into()))?;
+            let change: Change = decode(v, "revision change")?;
+            if !change.tombstone {
+                if let Some(raw) = self.get(CF_HISTORY, &layout::history_key(&change.key, main))? {
+                    hasher.update(&raw);
+                }
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(hasher.finalize())
     }
 
     /// The live version of `key`, if any.

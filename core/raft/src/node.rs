@@ -14,7 +14,8 @@ use cairn_api::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, Member, MemberListResponse,
     LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseKeepAliveResponse, LeaseLeasesResponse,
     LeaseRevokeResponse, LeaseTimeToLiveResponse, WatchMessage, WatchRequest, WatchStream, EventKind, PutRequest, PutResponse, RangeRequest, RangeResponse, ReadConsistency, RequestOp, ResponseHeader,
-    StatusResponse, StoreError, StoreResult, TxnRequest, TxnResponse,
+    StatusResponse, StoreError, StoreResult, TxnRequest, TxnResponse, AlarmAction, AlarmResponse, HashKvResponse,
+    MemberAddRequest, MemberAddResponse, MembersResponse, SnapshotStream, AlarmKind, AlarmMember,
 };
 use cairn_mvcc::layout::{self, CF_META};
 use cairn_mvcc::{ApplyOutcome, Db, DbOptions, Limits, Reader, WriteCommand};
@@ -24,12 +25,16 @@ use tokio::sync::watch;
 
 use crate::log_store::LogStore;
 use crate::network::NoPeers;
+use crate::peer::{MemberInfo, MembershipChange, NoLink, PeerLink, PeerRequest, PeerResponse};
 use crate::state_machine::StateMachine;
 use crate::types::{Batch, CommandResponse, MemberNode, TypeConfig};
 use crate::watch_hub::WatchHub;
 
 /// The version Cairn reports where etcd reports its own: the etcd API level it serves.
 pub const ETCD_COMPAT_VERSION: &str = "3.5.0";
+
+/// etcd's default backend quota: 2 GiB.
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 << 30;
 
 /// How a member is set up (etcd's flags of the same names).
 #[derive(Debug, Clone)]
@@ -48,6 +53,16 @@ pub struct NodeConfig {
     /// How often an idle watcher that asked for progress notifications gets one.
     pub watch_progress_notify_interval: Duration,
     pub limits: Limits,
+    /// Every initial member as (name, peer URLs), this one included (etcd's --initial-cluster).
+    /// Empty: this member alone.
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    /// Join a cluster that already runs (etcd's --initial-cluster-state existing) instead of
+    /// bootstrapping a new one; the member must have been added with MemberAdd first.
+    pub join_existing: bool,
+    /// Promote a learner to voter as soon as it has caught up with the leader.
+    pub auto_promote_learners: bool,
+    /// The backend size above which writes are refused with NOSPACE (0: no limit).
+    pub quota_backend_bytes: u64,
 }
 
 impl Default for NodeConfig {
@@ -64,6 +79,10 @@ impl Default for NodeConfig {
             max_request_bytes: 1536 * 1024,
             watch_progress_notify_interval: Duration::from_secs(600),
             limits: Limits::default(),
+            initial_cluster: Vec::new(),
+            join_existing: false,
+            auto_promote_learners: false,
+            quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
         }
     }
 }
@@ -79,6 +98,8 @@ pub enum OpenError {
     Storage { path: PathBuf, source: rocksdb::Error },
     #[error("raft: {0}")]
     Raft(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A command waiting to be proposed, and where its outcome goes.
@@ -97,6 +118,7 @@ struct Inner {
     member_id: u64,
     cluster_id: u64,
     config: NodeConfig,
+    link: Arc<dyn PeerLink>,
 }
 
 /// A running member of a Cairn cluster.
@@ -117,9 +139,20 @@ fn read_or_init_id(db: &Db, key: &[u8], init: u64) -> Result<u64, rocksdb::Error
 }
 
 impl CairnNode {
-    /// Opens (or creates) the member's data dir and starts Raft. A fresh data dir bootstraps
-    /// a one-member cluster; an existing one recovers its state and log.
+    /// Opens (or creates) the member's data dir and starts Raft, with no peers: a one-member
+    /// cluster (tests of the core alone).
     pub async fn open(config: NodeConfig) -> Result<Self, OpenError> {
+        Self::open_with(config, NoPeers, Arc::new(NoLink)).await
+    }
+
+    /// Opens (or creates) the member's data dir and starts Raft, talking to the other members
+    /// through `network` (Raft's messages) and `link` (forwarded requests). A fresh data dir
+    /// bootstraps the cluster of `config.initial_cluster` (or joins a running one when
+    /// `config.join_existing`); an existing one recovers its state and log.
+    pub async fn open_with<N>(config: NodeConfig, network: N, link: Arc<dyn PeerLink>) -> Result<Self, OpenError>
+    where
+        N: openraft::network::RaftNetworkFactory<TypeConfig>,
+    {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|source| OpenError::DataDir { path: dir.clone(), source })?;
         let db_path = dir.join("member").join("db");
@@ -134,14 +167,54 @@ impl CairnNode {
         })?;
         let db = Arc::new(db);
         let storage_err = |source| OpenError::Storage { path: db_path.clone(), source };
-        let member_id = read_or_init_id(
-            &db,
-            layout::META_MEMBER_ID,
-            crate::member_id_for(&config.initial_advertise_peer_urls, &config.initial_cluster_token),
-        )
-        .map_err(storage_err)?;
-        let cluster_id =
-            read_or_init_id(&db, layout::META_CLUSTER_ID, crate::cluster_id_for(&[member_id])).map_err(storage_err)?;
+        let meta_cf = db.cf_handle(CF_META).expect("meta column family is always opened");
+        let known_ids = db.get_cf(meta_cf, layout::META_MEMBER_ID).map_err(storage_err)?.is_some();
+
+        // Who the first members are: the initial cluster, or this member alone.
+        let me = MemberNode {
+            name: config.name.clone(),
+            peer_urls: config.initial_advertise_peer_urls.clone(),
+            client_urls: config.advertise_client_urls.clone(),
+        };
+        let mut initial: BTreeMap<u64, MemberNode> = BTreeMap::new();
+        if config.initial_cluster.is_empty() {
+            initial.insert(crate::member_id_for(&me.peer_urls, &config.initial_cluster_token), me.clone());
+        } else {
+            for (name, urls) in &config.initial_cluster {
+                let id = crate::member_id_for(urls, &config.initial_cluster_token);
+                // Every initial member must write the very same first entry, so it holds only
+                // what all of them know; each publishes its client URLs once running.
+                initial.insert(id, MemberNode { name: name.clone(), peer_urls: urls.clone(), client_urls: Vec::new() });
+            }
+        }
+        let (init_member_id, init_cluster_id) = if known_ids {
+            (0, 0)
+        } else if config.join_existing {
+            join_info(&config, &initial, link.as_ref()).await?
+        } else {
+            let Some((&id, _)) = initial.iter().find(|(_, n)| n.name == config.name) else {
+                return Err(OpenError::Config(format!(
+                    "couldn't find local name {:?} in the initial cluster configuration",
+                    config.name
+                )));
+            };
+            let mut mine: Vec<String> = config.initial_advertise_peer_urls.clone();
+            let mut listed = initial[&id].peer_urls.clone();
+            mine.sort();
+            listed.sort();
+            if !config.initial_cluster.is_empty() && mine != listed {
+                return Err(OpenError::Config(format!(
+                    "--initial-cluster has {} for {:?} but --initial-advertise-peer-urls is {}",
+                    listed.join(","),
+                    config.name,
+                    mine.join(",")
+                )));
+            }
+            let ids: Vec<u64> = initial.keys().copied().collect();
+            (id, crate::cluster_id_for(&ids))
+        };
+        let member_id = read_or_init_id(&db, layout::META_MEMBER_ID, init_member_id).map_err(storage_err)?;
+        let cluster_id = read_or_init_id(&db, layout::META_CLUSTER_ID, init_cluster_id).map_err(storage_err)?;
 
         let raft_config = openraft::Config {
             cluster_name: format!("cairn-{cluster_id:x}"),
@@ -150,6 +223,8 @@ impl CairnNode {
             election_timeout_max: config.election_timeout_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
             max_in_snapshot_log_to_keep: 1000,
+            max_payload_entries: 64,
+            install_snapshot_timeout: 10_000,
             ..Default::default()
         }
         .validate()
@@ -159,17 +234,16 @@ impl CairnNode {
         let state_machine = StateMachine::open(db.clone(), dir.join("member").join("snap"))
             .map_err(|e| OpenError::Raft(e.to_string()))?;
         let hub = state_machine.watch_hub();
-        let raft = Raft::new(member_id, Arc::new(raft_config), NoPeers, log_store, state_machine)
+        let raft = Raft::new(member_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
 
-        let me = MemberNode {
-            name: config.name.clone(),
-            peer_urls: config.initial_advertise_peer_urls.clone(),
-            client_urls: config.advertise_client_urls.clone(),
-        };
         if !raft.is_initialized().await.map_err(|e| OpenError::Raft(e.to_string()))? {
-            raft.initialize(BTreeMap::from([(member_id, me)])).await.map_err(|e| OpenError::Raft(e.to_string()))?;
+            if !config.join_existing {
+                // Every initial member initializes with the same membership: they all write the
+                // same first log entry, so whichever is elected, the logs agree.
+                raft.initialize(initial.clone()).await.map_err(|e| OpenError::Raft(e.to_string()))?;
+            }
         } else {
             // A lone voter need not wait out an election timeout after a restart.
             let voters: Vec<u64> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
@@ -179,10 +253,99 @@ impl CairnNode {
         }
         let metrics = raft.metrics();
         let (proposals, queue) = tokio::sync::mpsc::channel(4 * MAX_BATCH_COMMANDS);
-        tokio::spawn(propose_batches(raft.clone(), queue));
-        let node = CairnNode { inner: Arc::new(Inner { raft, proposals, hub, db, metrics, member_id, cluster_id, config }) };
+        let node = CairnNode {
+            inner: Arc::new(Inner { raft, proposals, hub, db, metrics, member_id, cluster_id, config, link }),
+        };
+        tokio::spawn(propose_batches(Arc::downgrade(&node.inner), queue));
         tokio::spawn(expire_leases(Arc::downgrade(&node.inner)));
+        tokio::spawn(publish_self(Arc::downgrade(&node.inner)));
+        if node.inner.config.auto_promote_learners {
+            tokio::spawn(auto_promote(Arc::downgrade(&node.inner)));
+        }
         Ok(node)
+    }
+
+    /// The Raft handle, for the peer transport to deliver Raft's messages.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    /// Answers a request another member sent (see [`crate::peer`]).
+    pub async fn handle_peer(&self, req: PeerRequest) -> StoreResult<PeerResponse> {
+        match req {
+            PeerRequest::Propose(commands) => {
+                if !self.is_leader() {
+                    return Err(StoreError::NoLeader);
+                }
+                match self.inner.raft.client_write(Batch(commands)).await {
+                    Ok(resp) => Ok(PeerResponse::Proposed(resp.data.0.into_iter().map(outcome_of).collect())),
+                    Err(e) => Err(write_error(e)),
+                }
+            }
+            PeerRequest::ReadIndex => match self.inner.raft.get_read_log_id().await {
+                Ok((read, _applied)) => Ok(PeerResponse::ReadIndex(read.map_or(0, |l| l.index))),
+                Err(RaftError::APIError(_)) => Err(StoreError::NoLeader),
+                Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+            },
+            PeerRequest::ChangeMembers(change) => {
+                let id = self.change_members_as_leader(change).await?;
+                Ok(PeerResponse::MembershipChanged { id })
+            }
+            PeerRequest::ClusterInfo => {
+                let m = self.inner.metrics.borrow().membership_config.clone();
+                let voters: Vec<u64> = m.membership().voter_ids().collect();
+                let members = m
+                    .membership()
+                    .nodes()
+                    .map(|(id, node)| MemberInfo { id: *id, node: node.clone(), is_learner: !voters.contains(id) })
+                    .collect();
+                Ok(PeerResponse::ClusterInfo { cluster_id: self.inner.cluster_id, members })
+            }
+            PeerRequest::TimeoutNow => {
+                self.inner.raft.trigger().elect().await.map_err(|_| StoreError::Stopped)?;
+                Ok(PeerResponse::Done)
+            }
+        }
+    }
+
+    /// Refuses what a learner must not serve (writes, linearizable reads, leases), as etcd.
+    fn not_learner(&self) -> StoreResult<()> {
+        let m = self.inner.metrics.borrow();
+        let membership = m.membership_config.membership();
+        if membership.get_node(&self.inner.member_id).is_some()
+            && !membership.voter_ids().any(|v| v == self.inner.member_id)
+        {
+            return Err(StoreError::NotSupportedForLearner);
+        }
+        Ok(())
+    }
+
+    fn is_leader(&self) -> bool {
+        self.inner.metrics.borrow().current_leader == Some(self.inner.member_id)
+    }
+
+    /// The leader's address, waiting up to two election timeouts for one to be known.
+    async fn leader(&self) -> StoreResult<(u64, MemberNode)> {
+        let wait = Duration::from_millis(self.inner.config.election_timeout_ms * 2);
+        let m = self
+            .inner
+            .raft
+            .wait(Some(wait))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await
+            .map_err(|_| StoreError::NoLeader)?;
+        let id = m.current_leader.ok_or(StoreError::NoLeader)?;
+        let node = m.membership_config.membership().get_node(&id).cloned().ok_or(StoreError::NoLeader)?;
+        Ok((id, node))
+    }
+
+    /// Sends `req` to the leader (or answers it here when this member leads).
+    async fn ask_leader(&self, req: PeerRequest) -> StoreResult<PeerResponse> {
+        let (id, node) = self.leader().await?;
+        if id == self.inner.member_id {
+            return Box::pin(self.handle_peer(req)).await;
+        }
+        self.inner.link.call(&node, req).await
     }
 
     /// The shortest TTL a lease is granted: 1.5 election timeouts, in whole seconds (etcd's
@@ -243,18 +406,66 @@ impl CairnNode {
     }
 
     async fn propose(&self, cmd: WriteCommand) -> StoreResult<ApplyOutcome> {
+        self.not_learner()?;
         if command_size(&cmd) > self.inner.config.max_request_bytes {
             return Err(StoreError::RequestTooLarge);
         }
+        let quota = self.inner.config.quota_backend_bytes;
+        if quota > 0
+            && matches!(cmd, WriteCommand::Put(_) | WriteCommand::Txn(_) | WriteCommand::LeaseGrant { .. })
+            && self.db_sizes().0 as u64 > quota
+        {
+            // As etcd: the write is refused and the NOSPACE alarm raised for this member, which
+            // refuses such writes on every member until an operator disarms it.
+            let node = self.clone();
+            tokio::spawn(async move {
+                let alarm = AlarmMember { member_id: node.inner.member_id, alarm: AlarmKind::NoSpace };
+                if let Err(e) = Box::pin(node.propose_unchecked(WriteCommand::Alarm { activate: true, alarm })).await {
+                    tracing::warn!("raising the NOSPACE alarm: {e}");
+                }
+            });
+            return Err(StoreError::NoSpace);
+        }
+        self.propose_unchecked(cmd).await
+    }
+
+    async fn propose_unchecked(&self, cmd: WriteCommand) -> StoreResult<ApplyOutcome> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner.proposals.send((cmd, tx)).await.map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
-    /// Returns once every write committed before the call is applied locally.
+    /// Returns once every write committed before the call is applied locally. The leader
+    /// confirms its leadership with a quorum; a follower asks the leader for that read index
+    /// and waits until it has applied that far.
     async fn read_barrier(&self) -> StoreResult<()> {
+        use openraft::error::CheckIsLeaderError;
+        self.not_learner()?;
         match self.inner.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+                let deadline =
+                    tokio::time::Instant::now() + Duration::from_millis(self.inner.config.election_timeout_ms * 5);
+                let index = loop {
+                    match self.ask_leader(PeerRequest::ReadIndex).await {
+                        Ok(PeerResponse::ReadIndex(i)) => break i,
+                        Ok(other) => return Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
+                        // A read can always be asked again.
+                        Err(StoreError::NoLeader | StoreError::Timeout) if tokio::time::Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
+                let wait = Duration::from_millis(self.inner.config.election_timeout_ms * 5);
+                self.inner
+                    .raft
+                    .wait(Some(wait))
+                    .applied_index_at_least(Some(index), "read index applied")
+                    .await
+                    .map(|_| ())
+                    .map_err(|_| StoreError::Timeout)
+            }
             Err(RaftError::APIError(_)) => Err(StoreError::NoLeader),
             Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
         }
@@ -287,8 +498,9 @@ impl CairnNode {
 
 /// Proposes queued commands, as many as are waiting (up to a limit) per log entry, one entry
 /// at a time: while an entry is being made durable and applied, the next batch gathers. This
-/// is the group commit: one append and one fsync for every write that arrived meanwhile.
-async fn propose_batches(raft: Raft<TypeConfig>, mut queue: tokio::sync::mpsc::Receiver<Proposal>) {
+/// is the group commit: one append and one fsync for every write that arrived meanwhile. On a
+/// follower the batch goes to the leader whole, so forwarded writes share entries too.
+async fn propose_batches(inner: Weak<Inner>, mut queue: tokio::sync::mpsc::Receiver<Proposal>) {
     while let Some(first) = queue.recv().await {
         let mut bytes = command_size(&first.0);
         let mut waiting = vec![first];
@@ -301,32 +513,190 @@ async fn propose_batches(raft: Raft<TypeConfig>, mut queue: tokio::sync::mpsc::R
                 Err(_) => break,
             }
         }
+        let Some(inner) = inner.upgrade() else { return };
+        let node = CairnNode { inner };
         tracing::trace!(commands = waiting.len(), bytes, "proposing a batch");
         let (commands, replies): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
-        match raft.client_write(Batch(commands)).await {
-            Ok(resp) => {
-                let mut outcomes = resp.data.0.into_iter();
+        let outcomes = node.propose_batch(commands).await;
+        match outcomes {
+            Ok(outcomes) => {
+                let mut outcomes = outcomes.into_iter();
                 for reply in replies {
-                    let outcome = match outcomes.next() {
-                        Some(CommandResponse::Applied(o)) => Ok(o),
-                        Some(CommandResponse::Refused(e)) => Err(e),
-                        Some(CommandResponse::Internal) | None => Err(StoreError::Internal("no outcome for a command".into())),
-                    };
+                    let outcome = outcomes
+                        .next()
+                        .unwrap_or_else(|| Err(StoreError::Internal("no outcome for a command".into())));
                     let _ = reply.send(outcome);
                 }
             }
-            Err(e) => {
-                let err = match e {
-                    RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => StoreError::NoLeader,
-                    RaftError::APIError(e) => StoreError::Internal(e.to_string()),
-                    RaftError::Fatal(_) => StoreError::Stopped,
-                };
+            Err(err) => {
                 for reply in replies {
                     let _ = reply.send(Err(err.clone()));
                 }
             }
         }
     }
+}
+
+fn outcome_of(r: CommandResponse) -> StoreResult<ApplyOutcome> {
+    match r {
+        CommandResponse::Applied(o) => Ok(o),
+        CommandResponse::Refused(e) => Err(e),
+        CommandResponse::Internal => Err(StoreError::Internal("no outcome for a command".into())),
+    }
+}
+
+fn write_error(e: RaftError<u64, ClientWriteError<u64, MemberNode>>) -> StoreError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => StoreError::NoLeader,
+        RaftError::APIError(e) => StoreError::Internal(e.to_string()),
+        RaftError::Fatal(_) => StoreError::Stopped,
+    }
+}
+
+impl CairnNode {
+    /// Appends `commands` as one log entry, here when this member leads, else at the leader.
+    /// While there is no leader, or the leader it knows cannot be reached (nothing was sent),
+    /// it waits and tries again for a few election timeouts, as etcd holds proposals through an
+    /// election.
+    async fn propose_batch(&self, commands: Vec<WriteCommand>) -> StoreResult<Vec<StoreResult<ApplyOutcome>>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.inner.config.election_timeout_ms * 5);
+        loop {
+            let attempt = if self.is_leader() {
+                match self.inner.raft.client_write(Batch(commands.clone())).await {
+                    Ok(resp) => return Ok(resp.data.0.into_iter().map(outcome_of).collect()),
+                    // Not appended: leadership moved first.
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(StoreError::NoLeader),
+                    Err(e) => return Err(write_error(e)),
+                }
+            } else {
+                match self.leader().await {
+                    Ok((leader, _)) if leader == self.inner.member_id => continue,
+                    Ok((_, node)) => match self.inner.link.call(&node, PeerRequest::Propose(commands.clone())).await {
+                        Ok(PeerResponse::Proposed(outcomes)) => return Ok(outcomes),
+                        Ok(other) => return Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                }
+            };
+            match attempt {
+                Err(StoreError::NoLeader) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(StoreError::NoLeader) => return Err(StoreError::Timeout),
+                Err(e) => return Err(e),
+                Ok(()) => unreachable!("answered above"),
+            }
+        }
+    }
+}
+
+/// Asks the members listed in the initial cluster who the cluster is, and finds this member
+/// in it by its peer URLs (it must have been added with MemberAdd first).
+async fn join_info(
+    config: &NodeConfig,
+    initial: &BTreeMap<u64, MemberNode>,
+    link: &dyn PeerLink,
+) -> Result<(u64, u64), OpenError> {
+    let mut mine = config.initial_advertise_peer_urls.clone();
+    mine.sort();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        for node in initial.values().filter(|n| n.name != config.name) {
+            match link.call(node, PeerRequest::ClusterInfo).await {
+                Ok(PeerResponse::ClusterInfo { cluster_id, members }) => {
+                    let found = members.iter().find(|m| {
+                        let mut urls = m.node.peer_urls.clone();
+                        urls.sort();
+                        urls == mine
+                    });
+                    return match found {
+                        Some(m) => Ok((m.id, cluster_id)),
+                        None => Err(OpenError::Config(format!(
+                            "this member's peer URLs ({}) are not in the cluster's membership; add it with \
+                             `etcdctl member add {} --peer-urls={}` first",
+                            mine.join(","),
+                            config.name,
+                            mine.join(",")
+                        ))),
+                    };
+                }
+                Ok(other) => tracing::warn!("unexpected answer to a cluster query: {other:?}"),
+                Err(e) => tracing::debug!("asking {} for the cluster: {e}", node.name),
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(OpenError::Config(
+                "--initial-cluster-state existing: no member of --initial-cluster answered".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Records this member's name and client URLs in the membership whenever the committed
+/// membership holds other ones (the initial cluster names only peer URLs; a restart may
+/// change the client URLs). Checks again every second: a change proposed under a leader that
+/// then lost its term may be dropped, and is then simply made again.
+async fn publish_self(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let node = CairnNode { inner };
+        let me = node.inner.member_id;
+        let current = {
+            let m = node.inner.metrics.borrow();
+            let committed = m.membership_config.log_id().is_none_or(|l| Some(l.index) <= m.last_applied.map(|a| a.index));
+            if m.current_leader.is_none() || !committed {
+                continue;
+            }
+            m.membership_config.membership().get_node(&me).cloned()
+        };
+        let Some(current) = current else { continue };
+        let (name, client_urls) = (node.inner.config.name.clone(), node.inner.config.advertise_client_urls.clone());
+        tracing::trace!(?current, "membership entry of this member");
+        if current.name != name || current.client_urls != client_urls {
+            tracing::debug!("publishing this member's name and client URLs");
+            match node.ask_leader(PeerRequest::ChangeMembers(MembershipChange::Publish { id: me, name, client_urls })).await {
+                Ok(_) => tracing::info!("published this member's name and client URLs"),
+                Err(e) => tracing::debug!("publishing this member's attributes: {e}"),
+            }
+        }
+        drop(node);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}
+
+/// On the leader, promotes each learner once it has caught up.
+async fn auto_promote(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let node = CairnNode { inner };
+        if !node.is_leader() {
+            continue;
+        }
+        let learners: Vec<u64> = {
+            let m = node.inner.metrics.borrow();
+            let membership = m.membership_config.membership();
+            let voters: Vec<u64> = membership.voter_ids().collect();
+            membership.nodes().map(|(id, _)| *id).filter(|id| !voters.contains(id)).collect()
+        };
+        for id in learners {
+            if node.learner_caught_up(id) {
+                match node.change_members_as_leader(MembershipChange::Promote { id }).await {
+                    Ok(_) => tracing::info!(member = format!("{id:x}"), "promoted a caught-up learner"),
+                    Err(e) => tracing::debug!("promoting learner {id:x}: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// How many log entries a learner may trail the leader by and still count as in sync (etcd
+/// requires 90% of the leader's progress).
+fn in_sync(matched: u64, leader_last: u64) -> bool {
+    matched as f64 >= leader_last as f64 * 0.9
 }
 
 /// Wall-clock milliseconds since the Unix epoch: lease deadlines are wall-clock.
@@ -406,6 +776,7 @@ fn command_size(cmd: &WriteCommand) -> usize {
         | WriteCommand::LeaseRevoke { .. }
         | WriteCommand::LeaseRenew { .. } => 32,
         WriteCommand::LeaseExpire { ids, .. } => 32 + 8 * ids.len(),
+        WriteCommand::Alarm { .. } => 32,
     }
 }
 
@@ -487,12 +858,13 @@ impl cairn_api::Kv for CairnNode {
     }
 }
 
-impl cairn_api::Cluster for CairnNode {
-    async fn member_list(&self) -> StoreResult<MemberListResponse> {
-        let metrics = self.inner.metrics.borrow().clone();
+impl CairnNode {
+    /// The members as etcd lists them.
+    fn members(&self) -> Vec<Member> {
+        let metrics = self.inner.metrics.borrow();
         let membership = metrics.membership_config.membership();
         let voters: Vec<u64> = membership.voter_ids().collect();
-        let members = membership
+        membership
             .nodes()
             .map(|(id, node)| Member {
                 id: *id,
@@ -501,8 +873,200 @@ impl cairn_api::Cluster for CairnNode {
                 client_urls: node.client_urls.clone(),
                 is_learner: !voters.contains(id),
             })
-            .collect();
-        Ok(MemberListResponse { header: self.header(0), members })
+            .collect()
+    }
+
+    /// Whether the leader (this member) has heard from `id` and it holds nearly all the log.
+    fn learner_caught_up(&self, id: u64) -> bool {
+        let m = self.inner.metrics.borrow();
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map_or(0, |l| l.index);
+        matched > 0 && in_sync(matched, last)
+    }
+
+    /// Voters the leader has heard from (itself included): etcd's "started" members.
+    fn started_voters(&self, voters: &[u64]) -> usize {
+        let m = self.inner.metrics.borrow();
+        voters
+            .iter()
+            .filter(|id| {
+                **id == self.inner.member_id
+                    || m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).is_some()
+            })
+            .count()
+    }
+
+    /// Applies a membership change; only the leader may (followers forward to it).
+    async fn change_members_as_leader(&self, change: MembershipChange) -> StoreResult<u64> {
+        use openraft::ChangeMembers;
+        use std::collections::BTreeSet;
+        if !self.is_leader() {
+            return Err(StoreError::NotLeader);
+        }
+        let (voters, nodes): (Vec<u64>, BTreeMap<u64, MemberNode>) = {
+            let m = self.inner.metrics.borrow();
+            let membership = m.membership_config.membership();
+            (membership.voter_ids().collect(), membership.nodes().map(|(i, n)| (*i, n.clone())).collect())
+        };
+        let quorum = |n: usize| n / 2 + 1;
+        let raft = &self.inner.raft;
+        match change {
+            MembershipChange::Add { peer_urls, learner } => {
+                if peer_urls.is_empty() || !peer_urls.iter().all(|u| valid_peer_url(u)) {
+                    return Err(StoreError::MemberBadUrls);
+                }
+                if nodes.values().any(|n| n.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+                    return Err(StoreError::PeerUrlExists);
+                }
+                let learners = nodes.len() - voters.len();
+                if learner && learners >= MAX_LEARNERS {
+                    return Err(StoreError::TooManyLearners);
+                }
+                if !learner && self.started_voters(&voters) < quorum(voters.len() + 1) {
+                    return Err(StoreError::NotEnoughStartedMembers);
+                }
+                let salt = format!("{}{}", self.inner.config.initial_cluster_token, now_ms());
+                let id = crate::member_id_for(&peer_urls, &salt);
+                if nodes.contains_key(&id) {
+                    return Err(StoreError::MemberExists);
+                }
+                let node = MemberNode { name: String::new(), peer_urls, client_urls: Vec::new() };
+                self.retry_in_progress(|| raft.add_learner(id, node.clone(), false)).await?;
+                if !learner {
+                    self.retry_in_progress(|| raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)).await?;
+                }
+                Ok(id)
+            }
+            MembershipChange::Remove { id } => {
+                if !nodes.contains_key(&id) {
+                    return Err(StoreError::MemberNotFound);
+                }
+                if voters.contains(&id) {
+                    let rest: Vec<u64> = voters.iter().copied().filter(|v| *v != id).collect();
+                    if rest.is_empty() || self.started_voters(&rest) < quorum(rest.len()) {
+                        return Err(StoreError::NotEnoughStartedMembers);
+                    }
+                    self.retry_in_progress(|| raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)).await?;
+                } else {
+                    self.retry_in_progress(|| raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)).await?;
+                }
+                Ok(id)
+            }
+            MembershipChange::Update { id, peer_urls } => {
+                let Some(current) = nodes.get(&id) else { return Err(StoreError::MemberNotFound) };
+                if peer_urls.is_empty() || !peer_urls.iter().all(|u| valid_peer_url(u)) {
+                    return Err(StoreError::MemberBadUrls);
+                }
+                if nodes.iter().any(|(other, n)| *other != id && n.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+                    return Err(StoreError::PeerUrlExists);
+                }
+                let node = MemberNode { peer_urls, ..current.clone() };
+                self.retry_in_progress(|| raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, node.clone())])), false))
+                    .await?;
+                Ok(id)
+            }
+            MembershipChange::Promote { id } => {
+                if !nodes.contains_key(&id) {
+                    return Err(StoreError::MemberNotFound);
+                }
+                if voters.contains(&id) {
+                    return Err(StoreError::MemberNotLearner);
+                }
+                if !self.learner_caught_up(id) {
+                    return Err(StoreError::LearnerNotReady);
+                }
+                self.retry_in_progress(|| raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)).await?;
+                Ok(id)
+            }
+            MembershipChange::Publish { id, name, client_urls } => {
+                let Some(current) = nodes.get(&id) else { return Err(StoreError::MemberNotFound) };
+                if current.name == name && current.client_urls == client_urls {
+                    return Ok(id);
+                }
+                let node = MemberNode { name, client_urls, ..current.clone() };
+                self.retry_in_progress(|| raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, node.clone())])), false))
+                    .await?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// Runs a membership change, waiting out (up to a few seconds) another change still in
+    /// progress, e.g. a member publishing its client URLs: etcd queues such changes too.
+    async fn retry_in_progress<F, Fut>(&self, mut change: F) -> StoreResult<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<
+            Output = Result<openraft::raft::ClientWriteResponse<TypeConfig>, RaftError<u64, ClientWriteError<u64, MemberNode>>>,
+        >,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match change().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    openraft::error::ChangeMembershipError::InProgress(_),
+                ))) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(write_error(e)),
+            }
+        }
+    }
+
+    /// Sends a membership change to the leader and waits until this member sees it applied.
+    async fn change_members(&self, change: MembershipChange) -> StoreResult<u64> {
+        if !matches!(change, MembershipChange::Promote { .. }) {
+            self.not_learner()?;
+        }
+        let id = match self.ask_leader(PeerRequest::ChangeMembers(change)).await? {
+            PeerResponse::MembershipChanged { id } => id,
+            other => return Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
+        };
+        // Answer with the membership as changed: wait until this member has it too.
+        let _ = self.read_barrier().await;
+        Ok(id)
+    }
+}
+
+/// etcd allows one learner at a time by default.
+const MAX_LEARNERS: usize = 1;
+
+/// A peer URL etcd would accept: http(s)://host:port.
+fn valid_peer_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else { return false };
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && !rest.contains('/') && port.parse::<u16>().is_ok(),
+        None => false,
+    }
+}
+
+impl cairn_api::Cluster for CairnNode {
+    async fn member_list(&self) -> StoreResult<MemberListResponse> {
+        Ok(MemberListResponse { header: self.header(0), members: self.members() })
+    }
+
+    async fn member_add(&self, req: MemberAddRequest) -> StoreResult<MemberAddResponse> {
+        let id = self.change_members(MembershipChange::Add { peer_urls: req.peer_urls, learner: req.is_learner }).await?;
+        let members = self.members();
+        let member = members.iter().find(|m| m.id == id).cloned().ok_or(StoreError::MemberNotFound)?;
+        Ok(MemberAddResponse { header: self.header(0), member, members })
+    }
+
+    async fn member_remove(&self, id: u64) -> StoreResult<MembersResponse> {
+        self.change_members(MembershipChange::Remove { id }).await?;
+        Ok(MembersResponse { header: self.header(0), members: self.members() })
+    }
+
+    async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> StoreResult<MembersResponse> {
+        self.change_members(MembershipChange::Update { id, peer_urls }).await?;
+        Ok(MembersResponse { header: self.header(0), members: self.members() })
+    }
+
+    async fn member_promote(&self, id: u64) -> StoreResult<MembersResponse> {
+        self.change_members(MembershipChange::Promote { id }).await?;
+        Ok(MembersResponse { header: self.header(0), members: self.members() })
     }
 }
 
@@ -524,6 +1088,127 @@ impl cairn_api::Maintenance for CairnNode {
             is_learner: !voters.contains(&self.inner.member_id),
             errors: Vec::new(),
         })
+    }
+
+    async fn hash_kv(&self, revision: i64) -> StoreResult<HashKvResponse> {
+        let (meta, hash, hash_revision) = self
+            .read(move |r| {
+                let meta = r.meta()?;
+                if revision > meta.revision {
+                    return Err(StoreError::FutureRevision.into());
+                }
+                if revision > 0 && revision < meta.compact_revision {
+                    return Err(StoreError::Compacted.into());
+                }
+                let at = if revision > 0 { revision } else { meta.revision };
+                Ok((meta, r.hash_kv(at)?, at))
+            })
+            .await?;
+        Ok(HashKvResponse {
+            header: self.header(meta.revision),
+            hash,
+            compact_revision: meta.compact_revision,
+            hash_revision,
+        })
+    }
+
+    async fn defragment(&self) -> StoreResult<ResponseHeader> {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || {
+            // A full compaction rewrites every file without the dead versions; RocksDB keeps
+            // serving reads and writes meanwhile.
+            for name in layout::COLUMN_FAMILIES {
+                if let Some(cf) = db.cf_handle(name) {
+                    db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+                }
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let revision = self.read(|r| r.meta()).await?.revision;
+        Ok(self.header(revision))
+    }
+
+    async fn alarm(&self, action: AlarmAction) -> StoreResult<AlarmResponse> {
+        let (activate, alarm) = match action {
+            AlarmAction::Get { member_id, alarm } => {
+                self.read_barrier().await?;
+                let (meta, mut alarms) = self.read(|r| Ok((r.meta()?, r.alarms()?))).await?;
+                alarms.retain(|a| (member_id == 0 || a.member_id == member_id) && alarm.is_none_or(|k| a.alarm == k));
+                return Ok(AlarmResponse { header: self.header(meta.revision), alarms });
+            }
+            AlarmAction::Activate(a) => (true, a),
+            AlarmAction::Deactivate(a) => (false, a),
+        };
+        match self.propose(WriteCommand::Alarm { activate, alarm }).await? {
+            ApplyOutcome::Alarm(alarms) => {
+                let revision = self.read(|r| r.meta()).await?.revision;
+                // etcd answers an activation or deactivation with the alarm it changed.
+                let changed = alarms.iter().copied().filter(|a| *a == alarm).collect::<Vec<_>>();
+                Ok(AlarmResponse { header: self.header(revision), alarms: if activate { changed } else { vec![alarm] } })
+            }
+            other => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn snapshot(&self) -> StoreResult<SnapshotStream> {
+        let dir = self.inner.config.data_dir.join("member").join("snap");
+        let db = self.inner.db.clone();
+        let path = dir.join(format!("client-{:x}.tmp", rand::random::<u64>()));
+        let dump_path = path.clone();
+        tokio::task::spawn_blocking(move || crate::snapshot::write_snapshot(&db, &dump_path))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+            .map_err(|e| StoreError::Internal(format!("writing a snapshot: {e}")))?;
+        let revision = self.read(|r| r.meta()).await?.revision;
+        let header = self.header(revision);
+        Ok(crate::snapshot::stream_file(path, header))
+    }
+
+    async fn move_leader(&self, target: u64) -> StoreResult<ResponseHeader> {
+        if !self.is_leader() {
+            return Err(StoreError::NotLeader);
+        }
+        let (voters, node) = {
+            let m = self.inner.metrics.borrow();
+            let membership = m.membership_config.membership();
+            (membership.voter_ids().collect::<Vec<_>>(), membership.get_node(&target).cloned())
+        };
+        let Some(node) = node.filter(|_| voters.contains(&target) && target != self.inner.member_id) else {
+            return Err(StoreError::BadLeaderTransferee);
+        };
+        let raft = &self.inner.raft;
+        let timeout = Duration::from_millis(self.inner.config.election_timeout_ms * 5);
+        // The target must hold the whole log, or it cannot win the election.
+        let last = self.inner.metrics.borrow().last_log_index;
+        raft.wait(Some(timeout))
+            .metrics(
+                |m| m.replication.as_ref().and_then(|r| r.get(&target).cloned().flatten()).map(|l| l.index) >= last,
+                "transferee caught up",
+            )
+            .await
+            .map_err(|_| StoreError::Timeout)?;
+        // Stop asserting leadership, let the followers' leader lease lapse, then tell the
+        // target to stand: it wins before any other follower's election timer runs out.
+        raft.runtime_config().heartbeat(false);
+        raft.runtime_config().elect(false);
+        tokio::time::sleep(Duration::from_millis(self.inner.config.election_timeout_ms * 2 + 50)).await;
+        let asked = self.inner.link.call(&node, PeerRequest::TimeoutNow).await;
+        let moved = match asked {
+            Ok(_) => raft
+                .wait(Some(timeout))
+                .metrics(|m| m.current_leader == Some(target), "leadership moved")
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        raft.runtime_config().heartbeat(true);
+        raft.runtime_config().elect(true);
+        if !moved {
+            return Err(StoreError::Timeout);
+        }
+        let revision = self.read(|r| r.meta()).await?.revision;
+        Ok(self.header(revision))
     }
 }
 

@@ -107,3 +107,52 @@ pub(crate) fn load_snapshot(db: &Db, reader: impl Read) -> io::Result<()> {
     opts.set_sync(true);
     db.write_opt(batch, &opts).map_err(io::Error::other)
 }
+
+/// Bytes per message of a client snapshot stream (etcd sends 32 KiB).
+const CLIENT_CHUNK: usize = 32 * 1024;
+
+/// Streams the dump at `path` to a client in chunks, zero-padded to a multiple of 512 bytes
+/// (etcd's clients check that a snapshot is whole pages plus the checksum; the loader stops at
+/// the end marker, so the padding is ignored), then one last chunk holding the SHA-256 of
+/// everything before it (as etcd's Snapshot RPC does). Removes the file when done.
+pub(crate) fn stream_file(path: std::path::PathBuf, header: cairn_api::ResponseHeader) -> cairn_api::SnapshotStream {
+    use sha2::{Digest, Sha256};
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    std::thread::spawn(move || {
+        let send = |item| tx.blocking_send(item).is_ok();
+        let result = (|| -> io::Result<()> {
+            let mut file = File::open(&path)?;
+            let size = file.metadata()?.len();
+            let total = size.div_ceil(512) * 512;
+            let mut sent = 0u64;
+            let mut hasher = Sha256::new();
+            loop {
+                let mut buf = vec![0u8; CLIENT_CHUNK];
+                let mut n = file.read(&mut buf)?;
+                if n == 0 {
+                    // The padding, after the file's bytes.
+                    n = (total - sent).min(CLIENT_CHUNK as u64) as usize;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.iter_mut().for_each(|b| *b = 0);
+                }
+                buf.truncate(n);
+                hasher.update(&buf);
+                sent += n as u64;
+                let chunk = cairn_api::SnapshotChunk { header: header.clone(), remaining_bytes: total - sent + 32, blob: buf };
+                if !send(Ok(chunk)) {
+                    return Ok(());
+                }
+            }
+            let digest = hasher.finalize().to_vec();
+            send(Ok(cairn_api::SnapshotChunk { header: header.clone(), remaining_bytes: 0, blob: digest }));
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(cairn_api::StoreError::Internal(format!("reading the snapshot: {e}"))));
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

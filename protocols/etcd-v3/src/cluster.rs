@@ -1,5 +1,6 @@
-//! etcd's Cluster service. Membership changes arrive with the multi-member cluster; until then
-//! they answer Unimplemented rather than pretending.
+//! etcd's Cluster service: membership listed and changed through the core, which forwards
+//! changes to the leader and answers with etcd's errors (learner rules, strict reconfiguration
+//! checks).
 
 use tonic::{Request, Response, Status};
 
@@ -18,32 +19,53 @@ impl<S> ClusterService<S> {
     }
 }
 
+fn members(list: Vec<cairn_api::Member>) -> Vec<Member> {
+    list.into_iter().map(convert::member).collect()
+}
+
 #[tonic::async_trait]
 impl<S: cairn_api::Cluster> Cluster for ClusterService<S> {
-    async fn member_add(&self, _: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        Err(Status::unimplemented("member add is not supported yet"))
+    async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        let req = request.into_inner();
+        let resp = self
+            .store
+            .member_add(cairn_api::MemberAddRequest { peer_urls: req.peer_ur_ls, is_learner: req.is_learner })
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(MemberAddResponse {
+            header: convert::header(resp.header),
+            member: Some(convert::member(resp.member)),
+            members: members(resp.members),
+        }))
     }
 
-    async fn member_remove(&self, _: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(Status::unimplemented("member remove is not supported yet"))
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let resp = self.store.member_remove(request.into_inner().id).await.map_err(to_status)?;
+        Ok(Response::new(MemberRemoveResponse { header: convert::header(resp.header), members: members(resp.members) }))
     }
 
-    async fn member_update(&self, _: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented("member update is not supported yet"))
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        let req = request.into_inner();
+        let resp = self.store.member_update(req.id, req.peer_ur_ls).await.map_err(to_status)?;
+        Ok(Response::new(MemberUpdateResponse { header: convert::header(resp.header), members: members(resp.members) }))
     }
 
     async fn member_list(&self, _: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         let resp = self.store.member_list().await.map_err(to_status)?;
-        Ok(Response::new(MemberListResponse {
-            header: convert::header(resp.header),
-            members: resp.members.into_iter().map(convert::member).collect(),
-        }))
+        Ok(Response::new(MemberListResponse { header: convert::header(resp.header), members: members(resp.members) }))
     }
 
     async fn member_promote(
         &self,
-        _: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(Status::unimplemented("member promote is not supported yet"))
+        let resp = self.store.member_promote(request.into_inner().id).await.map_err(to_status)?;
+        Ok(Response::new(MemberPromoteResponse { header: convert::header(resp.header), members: members(resp.members) }))
     }
 }

@@ -27,6 +27,21 @@ pub fn code_and_message(e: &StoreError) -> (Code, String) {
         Timeout => (Code::Unavailable, "etcdserver: request timed out"),
         Stopped => (Code::Unavailable, "etcdserver: server stopped"),
         MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
+        MemberExists => (Code::FailedPrecondition, "etcdserver: member ID already exist"),
+        PeerUrlExists => (Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
+        NotEnoughStartedMembers => {
+            (Code::FailedPrecondition, "etcdserver: re-configuration failed due to not enough started members")
+        }
+        MemberBadUrls => (Code::InvalidArgument, "etcdserver: given member URLs are invalid"),
+        MemberNotLearner => (Code::FailedPrecondition, "etcdserver: can only promote a learner member"),
+        LearnerNotReady => {
+            (Code::FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader")
+        }
+        TooManyLearners => (Code::FailedPrecondition, "etcdserver: too many learner members in cluster"),
+        NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
+        BadLeaderTransferee => (Code::FailedPrecondition, "etcdserver: bad leader transferee"),
+        Unhealthy => (Code::Unavailable, "etcdserver: unhealthy cluster"),
+        NotSupportedForLearner => (Code::Unavailable, "etcdserver: rpc not supported for learner"),
         Internal(detail) => return (Code::Unknown, format!("etcdserver: {detail}")),
     };
     (code, msg.to_string())
@@ -67,6 +82,17 @@ mod tests {
             StoreError::Timeout,
             StoreError::Stopped,
             StoreError::MemberNotFound,
+            StoreError::MemberExists,
+            StoreError::PeerUrlExists,
+            StoreError::NotEnoughStartedMembers,
+            StoreError::MemberBadUrls,
+            StoreError::MemberNotLearner,
+            StoreError::LearnerNotReady,
+            StoreError::TooManyLearners,
+            StoreError::NotLeader,
+            StoreError::BadLeaderTransferee,
+            StoreError::Unhealthy,
+            StoreError::NotSupportedForLearner,
             StoreError::Internal("x".into()),
         ];
         for e in &all {

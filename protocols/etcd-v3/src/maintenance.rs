@@ -1,5 +1,7 @@
-//! etcd's Maintenance service. Status is served; the other calls arrive with the cluster
-//! issue and answer Unimplemented until then.
+//! etcd's Maintenance service: status, alarms, defragmentation, history hashes, snapshots and
+//! leadership transfer, translated into core calls. Hash (a hash of etcd's whole bbolt file)
+//! and Downgrade (between etcd storage versions) have no Cairn equivalent and answer
+//! Unimplemented.
 
 use std::pin::Pin;
 
@@ -25,8 +27,46 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 
 #[tonic::async_trait]
 impl<S: cairn_api::Maintenance> Maintenance for MaintenanceService<S> {
-    async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        Err(Status::unimplemented("alarm is not supported yet"))
+    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        use alarm_request::AlarmAction as Action;
+        let req = request.into_inner();
+        let kind = match AlarmType::try_from(req.alarm) {
+            Ok(AlarmType::None) => None,
+            Ok(AlarmType::Nospace) => Some(cairn_api::AlarmKind::NoSpace),
+            Ok(AlarmType::Corrupt) => Some(cairn_api::AlarmKind::Corrupt),
+            Err(_) => return Err(Status::invalid_argument("etcdserver: unknown alarm type")),
+        };
+        let action = match Action::try_from(req.action) {
+            Ok(Action::Get) => cairn_api::AlarmAction::Get { member_id: req.member_id, alarm: kind },
+            Ok(a) => {
+                // etcd ignores activation and deactivation of alarm NONE.
+                let Some(alarm) = kind else {
+                    return Ok(Response::new(AlarmResponse { header: None, alarms: Vec::new() }));
+                };
+                let member = cairn_api::AlarmMember { member_id: req.member_id, alarm };
+                if a == Action::Activate {
+                    cairn_api::AlarmAction::Activate(member)
+                } else {
+                    cairn_api::AlarmAction::Deactivate(member)
+                }
+            }
+            Err(_) => return Err(Status::invalid_argument("etcdserver: unknown alarm action")),
+        };
+        let resp = self.store.alarm(action).await.map_err(to_status)?;
+        Ok(Response::new(AlarmResponse {
+            header: convert::header(resp.header),
+            alarms: resp
+                .alarms
+                .into_iter()
+                .map(|a| AlarmMember {
+                    member_id: a.member_id,
+                    alarm: match a.alarm {
+                        cairn_api::AlarmKind::NoSpace => AlarmType::Nospace,
+                        cairn_api::AlarmKind::Corrupt => AlarmType::Corrupt,
+                    } as i32,
+                })
+                .collect(),
+        }))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -47,25 +87,45 @@ impl<S: cairn_api::Maintenance> Maintenance for MaintenanceService<S> {
     }
 
     async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        Err(Status::unimplemented("defragment is not supported yet"))
+        let header = self.store.defragment().await.map_err(to_status)?;
+        Ok(Response::new(DefragmentResponse { header: convert::header(header) }))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(Status::unimplemented("hash is not supported yet"))
+        Err(Status::unimplemented("hash of the backend file is not supported; use HashKV"))
     }
 
-    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(Status::unimplemented("hashkv is not supported yet"))
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let resp = self.store.hash_kv(request.into_inner().revision).await.map_err(to_status)?;
+        Ok(Response::new(HashKvResponse {
+            header: convert::header(resp.header),
+            hash: resp.hash,
+            compact_revision: resp.compact_revision,
+            hash_revision: resp.hash_revision,
+        }))
     }
 
     type SnapshotStream = SnapshotStream;
 
     async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented("snapshot is not supported yet"))
+        use futures::StreamExt;
+        let chunks = self.store.snapshot().await.map_err(to_status)?;
+        let stream = chunks.map(|chunk| {
+            chunk
+                .map(|c| SnapshotResponse {
+                    header: convert::header(c.header),
+                    remaining_bytes: c.remaining_bytes,
+                    blob: c.blob,
+                    version: String::new(),
+                })
+                .map_err(to_status)
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn move_leader(&self, _: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("move leader is not supported yet"))
+    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        let header = self.store.move_leader(request.into_inner().target_id).await.map_err(to_status)?;
+        Ok(Response::new(MoveLeaderResponse { header: convert::header(header) }))
     }
 
     async fn downgrade(&self, _: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
