@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
 pub mod linearizability;
+pub mod workload;
 
 /// The `cairn` binary next to this test executable (target/<profile>/cairn), or `CAIRN_BIN`.
 pub fn cairn_bin() -> PathBuf {

@@ -103,7 +103,8 @@ impl Recorder {
         Recorder::default()
     }
 
-    fn now(&self) -> u64 {
+    /// Nanoseconds since the recorder started: the clock of the recorded times.
+    pub fn now(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
