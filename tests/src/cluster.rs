@@ -652,3 +652,71 @@ async fn pump(
     };
     tokio::join!(reader, writer);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An echo server standing in for member 1's peer port.
+    fn echo(rt: &tokio::runtime::Runtime) -> u16 {
+        let l = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let port = l.local_addr().unwrap().port();
+        rt.spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        port
+    }
+
+    async fn round_trip(s: &mut TcpStream, wait: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        s.write_all(b"ping").await.ok()?;
+        let mut buf = [0u8; 4];
+        match tokio::time::timeout(wait, s.read_exact(&mut buf)).await {
+            Ok(Ok(_)) if &buf == b"ping" => Some(start.elapsed()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn proxy_attributes_cuts_black_holes_heals_and_delays_links() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let net = Net::new(3);
+        // This test process plays member 0; the proxy fronts member 1.
+        net.set_pid(0, Some(std::process::id()));
+        let proxy = net.listen(1, echo(net.rt()));
+        rt.block_on(async {
+            let connect = || TcpStream::connect(("127.0.0.1", proxy));
+            let mut open = connect().await.unwrap();
+            assert!(round_trip(&mut open, Duration::from_secs(5)).await.is_some(), "forwards");
+
+            // Cutting another link changes nothing for this one.
+            net.cut(&[(1, 2)]);
+            assert!(round_trip(&mut open, Duration::from_secs(5)).await.is_some(), "link 0-1 is not cut");
+
+            net.cut(&[(0, 1)]);
+            let mut buf = [0u8; 1];
+            let closed = tokio::time::timeout(Duration::from_secs(5), open.read(&mut buf)).await;
+            assert!(matches!(closed, Ok(Ok(0) | Err(_))), "the open connection is closed: {closed:?}");
+            let mut held = connect().await.unwrap();
+            assert!(round_trip(&mut held, Duration::from_millis(300)).await.is_none(), "a new connection is a black hole");
+
+            net.heal();
+            let closed = tokio::time::timeout(Duration::from_secs(5), held.read(&mut buf)).await;
+            assert!(matches!(closed, Ok(Ok(0) | Err(_))), "the held connection closes on heal: {closed:?}");
+            let mut fresh = connect().await.unwrap();
+            assert!(round_trip(&mut fresh, Duration::from_secs(5)).await.is_some(), "healed");
+
+            // 100 ms on member 1's side, 50 on member 0's: 150 ms each way.
+            net.set_delay(1, Duration::from_millis(100));
+            net.set_delay(0, Duration::from_millis(50));
+            let rtt = round_trip(&mut fresh, Duration::from_secs(5)).await.expect("delayed, not lost");
+            assert!(rtt >= Duration::from_millis(300), "round trip {rtt:?} includes both delays both ways");
+        });
+        assert_eq!(net.state.lock().unwrap().unattributed, 0, "every connection came from member 0");
+    }
+}
