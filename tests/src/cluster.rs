@@ -66,18 +66,29 @@ impl Default for Timing {
     }
 }
 
-/// Which members are up; shared with workload drivers so they do not send to a member the
-/// harness killed (those requests would only add unknown outcomes).
+/// The members' client URLs and which members are up; shared with workload drivers so they
+/// follow membership changes and do not send to a member the harness killed (those requests
+/// would only add unknown outcomes).
 #[derive(Clone, Default)]
-pub struct Live(Arc<Mutex<Vec<bool>>>);
+pub struct Live(Arc<Mutex<Vec<(String, bool)>>>);
 
 impl Live {
     pub fn is_up(&self, member: usize) -> bool {
-        self.0.lock().expect("live lock").get(member).copied().unwrap_or(false)
+        self.0.lock().expect("live lock").get(member).is_some_and(|m| m.1)
+    }
+
+    /// Client URLs of the members that are up, with their indexes.
+    pub fn up(&self) -> Vec<(usize, String)> {
+        let members = self.0.lock().expect("live lock");
+        members.iter().enumerate().filter(|(_, m)| m.1).map(|(i, m)| (i, m.0.clone())).collect()
     }
 
     fn set(&self, member: usize, up: bool) {
-        self.0.lock().expect("live lock")[member] = up;
+        self.0.lock().expect("live lock")[member].1 = up;
+    }
+
+    fn push(&self, url: String) {
+        self.0.lock().expect("live lock").push((url, false));
     }
 }
 
@@ -93,6 +104,11 @@ struct Member {
     child: Option<Child>,
     /// The member id it reports (etcd's hex id as a number), once known.
     id: Option<u64>,
+    /// `--initial-cluster` and `--initial-cluster-state` it starts with.
+    initial_cluster: String,
+    state: &'static str,
+    /// Removed from the cluster for good.
+    removed: bool,
 }
 
 /// A running cluster; every member is killed when it is dropped (also when a test panics).
@@ -100,12 +116,11 @@ pub struct Cluster {
     pub backend: Backend,
     pub timing: Timing,
     members: Vec<Member>,
-    initial_cluster: String,
     token: String,
     net: Net,
     live: Live,
     rt: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -131,6 +146,9 @@ impl Cluster {
                 proxy_port,
                 child: None,
                 id: None,
+                initial_cluster: String::new(),
+                state: "new",
+                removed: false,
             });
         }
         let initial_cluster = members
@@ -138,11 +156,16 @@ impl Cluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.proxy_port))
             .collect::<Vec<_>>()
             .join(",");
+        for m in &mut members {
+            m.initial_cluster = initial_cluster.clone();
+        }
         let token = format!("cairn-faults-{}-{}", std::process::id(), members[0].client_port);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let live = Live(Arc::new(Mutex::new(vec![false; n])));
-        let mut cluster =
-            Cluster { backend, timing, members, initial_cluster, token, net, live, rt, _dir: dir };
+        let live = Live::default();
+        for m in &members {
+            live.push(format!("http://127.0.0.1:{}", m.client_port));
+        }
+        let mut cluster = Cluster { backend, timing, members, token, net, live, rt, dir };
         for i in 0..n {
             cluster.spawn(i);
         }
@@ -150,6 +173,7 @@ impl Cluster {
         cluster
     }
 
+    /// Members ever started, removed ones included (indexes are never reused).
     pub fn len(&self) -> usize {
         self.members.len()
     }
@@ -161,10 +185,6 @@ impl Cluster {
     /// Client URL of member `i`.
     pub fn url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.members[i].client_port)
-    }
-
-    pub fn urls(&self) -> Vec<String> {
-        (0..self.len()).map(|i| self.url(i)).collect()
     }
 
     pub fn live(&self) -> Live {
@@ -202,9 +222,9 @@ impl Cluster {
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", m.peer_port)])
             .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{}", m.proxy_port)])
-            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster", &m.initial_cluster])
             // On a restart the data dir exists and etcd ignores the initial-cluster flags.
-            .args(["--initial-cluster-state", "new", "--initial-cluster-token", &self.token])
+            .args(["--initial-cluster-state", m.state, "--initial-cluster-token", &self.token])
             .args(["--heartbeat-interval", &self.timing.heartbeat_ms.to_string()])
             .args(["--election-timeout", &self.timing.election_ms.to_string()]);
         if self.backend == Backend::Cairn {
@@ -255,11 +275,86 @@ impl Cluster {
     /// Starts every stopped member, then waits for a healthy cluster.
     pub fn restart_all(&mut self) {
         for i in 0..self.len() {
-            if self.members[i].child.is_none() {
+            if self.members[i].child.is_none() && !self.members[i].removed {
                 self.spawn(i);
             }
         }
         self.wait_healthy(Duration::from_secs(30));
+    }
+
+    /// Adds a member: `MemberAdd` through the leader, then starts it with
+    /// `--initial-cluster-state existing`. Returns its index.
+    pub fn add_member(&mut self) -> usize {
+        let i = self.members.len();
+        let name = format!("m{i}");
+        let peer_port = free_port();
+        self.net.add_member();
+        let proxy_port = self.net.listen(i, peer_port);
+        let peer_url = format!("http://127.0.0.1:{proxy_port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let l = self.leader();
+            let added = self.client(l).map(|mut c| self.rt.block_on(c.member_add([peer_url.as_str()], None)));
+            match added {
+                Some(Ok(_)) => break,
+                other => {
+                    let err = other.map(|r| r.err());
+                    assert!(Instant::now() < deadline, "MemberAdd {peer_url} failed: {err:?}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        let mut initial: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| !m.removed)
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.proxy_port))
+            .collect();
+        initial.push(format!("{name}={peer_url}"));
+        let client_port = free_port();
+        self.live.push(format!("http://127.0.0.1:{client_port}"));
+        self.members.push(Member {
+            data_dir: self.dir.path().join(&name),
+            log: self.dir.path().join(format!("{name}.log")),
+            name,
+            client_port,
+            peer_port,
+            proxy_port,
+            child: None,
+            id: None,
+            initial_cluster: initial.join(","),
+            state: "existing",
+            removed: false,
+        });
+        self.spawn(i);
+        self.wait_member(i, Duration::from_secs(30));
+        i
+    }
+
+    /// Removes member `i` (`MemberRemove` through another member), then kills it: it is out of
+    /// every later check.
+    pub fn remove_member(&mut self, i: usize) {
+        let id = self.members[i].id.expect("member id known");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let via = (0..self.len()).find(|&j| j != i && self.members[j].child.is_some()).expect("another member");
+            let removed = self.client(via).map(|mut c| self.rt.block_on(c.member_remove(id)));
+            match removed {
+                Some(Ok(_)) => break,
+                other => {
+                    let err = other.map(|r| r.err());
+                    assert!(Instant::now() < deadline, "MemberRemove {id:x} failed: {err:?}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        self.kill9(i);
+        self.members[i].removed = true;
+    }
+
+    /// Indexes of the members still in the cluster (running or not).
+    pub fn members(&self) -> Vec<usize> {
+        (0..self.len()).filter(|&i| !self.members[i].removed).collect()
     }
 
     /// Cuts every link between `group` and the other members (links inside each side stay).
@@ -289,7 +384,8 @@ impl Cluster {
         self.net.set_delay(i, delay);
     }
 
-    /// Connections the proxies could not attribute to a member (they are never cut).
+    /// Connections the proxies could not attribute to a member (they are never cut). Seen only
+    /// from a member killed right after it dialled (its sockets are gone before the lookup).
     pub fn unattributed_connections(&self) -> usize {
         self.net.state.lock().expect("net lock").unattributed
     }
@@ -392,7 +488,7 @@ impl Cluster {
     /// Some member that is not the leader.
     pub fn follower(&mut self) -> usize {
         let l = self.leader();
-        (0..self.len()).find(|&i| i != l).expect("more than one member")
+        self.members().into_iter().find(|&i| i != l).expect("more than one member")
     }
 
     /// Waits until every member has applied the cluster's latest revision, then compares
@@ -404,7 +500,7 @@ impl Cluster {
         let rev = self.rt.block_on(c.get("hash-kv-probe", None)).map_err(|e| e.to_string())?;
         let rev = rev.header().ok_or("no header")?.revision();
         let mut hashes = Vec::new();
-        for i in 0..self.len() {
+        for i in self.members() {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 let got = self.client(i).map(|mut c| self.rt.block_on(c.hash_kv(rev)));
@@ -496,6 +592,12 @@ impl Net {
             }
         });
         port
+    }
+
+    fn add_member(&self) {
+        let mut s = self.state.lock().expect("net lock");
+        s.pids.push(None);
+        s.delay.push(Duration::ZERO);
     }
 
     fn set_pid(&self, member: usize, pid: Option<u32>) {

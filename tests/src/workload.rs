@@ -40,15 +40,13 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pub recorder: Recorder,
-    urls: Vec<String>,
     live: Live,
     keys: usize,
 }
 
 impl Workload {
-    /// Starts the clients on `rt` against `urls` (member i at urls[i]), skipping members
-    /// that `live` says are down.
-    pub fn start(&self, rt: &tokio::runtime::Runtime, urls: Vec<String>, live: Live) -> Running {
+    /// Starts the clients on `rt` against the members `live` says are up.
+    pub fn start(&self, rt: &tokio::runtime::Runtime, live: Live) -> Running {
         let recorder = Recorder::new();
         let stop = Arc::new(AtomicBool::new(false));
         let seed: u64 = std::env::var("CAIRN_FAULTS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
@@ -58,7 +56,6 @@ impl Workload {
                 let client = ClientLoop {
                     id: c,
                     cfg: self.clone(),
-                    urls: urls.clone(),
                     live: live.clone(),
                     recorder: recorder.clone(),
                     stop: stop.clone(),
@@ -67,14 +64,13 @@ impl Workload {
                 rt.spawn(client.run())
             })
             .collect();
-        Running { stop, tasks, recorder, urls, live, keys: self.keys }
+        Running { stop, tasks, recorder, live, keys: self.keys }
     }
 }
 
 struct ClientLoop {
     id: usize,
     cfg: Workload,
-    urls: Vec<String>,
     live: Live,
     recorder: Recorder,
     stop: Arc<AtomicBool>,
@@ -87,27 +83,32 @@ fn connect_options() -> ConnectOptions {
 
 impl ClientLoop {
     async fn run(mut self) {
-        let n = self.urls.len();
-        let mut conns: Vec<Option<Client>> = vec![None; n];
-        let mut avoid_until = vec![Instant::now(); n];
+        let mut conns: HashMap<usize, Client> = HashMap::new();
+        let mut avoid_until: HashMap<usize, Instant> = HashMap::new();
         // What this client last saw in each key: what its compare-and-puts expect.
         let mut seen: HashMap<String, Option<String>> = HashMap::new();
         let mut seq = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            let up: Vec<usize> = (0..n).filter(|&m| self.live.is_up(m) && avoid_until[m] <= now).collect();
+            let mut up = self.live.up();
+            up.retain(|(m, _)| avoid_until.get(m).is_none_or(|&t| t <= now));
             if up.is_empty() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
-            let m = up[self.rng.random_range(0..up.len())];
-            if conns[m].is_none() {
-                conns[m] = Client::connect([self.urls[m].as_str()], Some(connect_options())).await.ok();
+            let (m, url) = up.swap_remove(self.rng.random_range(0..up.len()));
+            if !conns.contains_key(&m) {
+                match Client::connect([url.as_str()], Some(connect_options())).await {
+                    Ok(c) => {
+                        conns.insert(m, c);
+                    }
+                    Err(_) => {
+                        avoid_until.insert(m, now + Duration::from_millis(500));
+                        continue;
+                    }
+                }
             }
-            let Some(client) = conns[m].as_mut() else {
-                avoid_until[m] = now + Duration::from_millis(500);
-                continue;
-            };
+            let client = conns.get_mut(&m).expect("connected");
             let k = key(self.rng.random_range(0..self.cfg.keys));
             seq += 1;
             let value = format!("c{}-{seq}", self.id);
@@ -142,8 +143,8 @@ impl ClientLoop {
                 // Timed out or failed: it may still be applied (or already was).
                 _ => {
                     pending.complete(Outcome::Unknown);
-                    avoid_until[m] = Instant::now() + Duration::from_millis(500);
-                    conns[m] = None;
+                    avoid_until.insert(m, Instant::now() + Duration::from_millis(500));
+                    conns.remove(&m);
                 }
             }
         }
@@ -191,14 +192,14 @@ impl Running {
             let deadline = Instant::now() + Duration::from_secs(30);
             let value = loop {
                 assert!(Instant::now() < deadline, "no member answers a read of {k}");
-                let Some(m) = (0..self.urls.len()).find(|&m| self.live.is_up(m)) else {
+                let Some((_, url)) = self.live.up().into_iter().next() else {
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 };
                 let op = Op::Get { key: k.clone() };
                 let pending = self.recorder.invoke(reader, op.clone());
                 let got = rt.block_on(async {
-                    let mut c = Client::connect([self.urls[m].as_str()], Some(connect_options())).await?;
+                    let mut c = Client::connect([url.as_str()], Some(connect_options())).await?;
                     tokio::time::timeout(Duration::from_secs(2), execute(&mut c, &op))
                         .await
                         .unwrap_or_else(|_| Err(etcd_client::Error::InvalidArgs("timeout".into())))

@@ -31,7 +31,7 @@ fn scenario(backend: Backend, members: usize, name: &str, fault: impl FnOnce(&mu
     let started = Instant::now();
     let mut cluster = Cluster::start(backend, members);
     let rt = runtime();
-    let running = Workload::default().start(&rt, cluster.urls(), cluster.live());
+    let running = Workload::default().start(&rt, cluster.live());
     sleep(1500);
     let before_fault = running.recorder.now();
     fault(&mut cluster);
@@ -107,6 +107,22 @@ fn partition_leader_minority(c: &mut Cluster) {
     c.heal();
 }
 
+/// Add a member, then remove the leader (its replacement takes over), under load.
+fn add_and_remove_members(c: &mut Cluster) {
+    let added = c.add_member();
+    sleep(1000);
+    let old = c.leader();
+    c.remove_member(old);
+    let other = c.members().into_iter().find(|&i| i != old).expect("members left");
+    let elected = c.wait_for(Duration::from_secs(20), |c| c.leader_seen_by(other).is_some_and(|l| l != old));
+    assert!(elected, "no new leader after the leader was removed");
+    assert!(c.members().contains(&added));
+    sleep(1000);
+    // And a follower, back to three members.
+    let f = c.follower();
+    c.remove_member(f);
+}
+
 /// kill -9 every member at once, start them all again.
 fn restart_all(c: &mut Cluster) {
     c.kill9_all();
@@ -137,6 +153,11 @@ fn faults_etcd_kill_follower_and_restart() {
 #[test]
 fn faults_etcd_partition_leader() {
     scenario(Backend::Etcd, 3, "etcd partition leader", partition_leader);
+}
+
+#[test]
+fn faults_etcd_add_and_remove_members() {
+    scenario(Backend::Etcd, 3, "etcd add and remove members", add_and_remove_members);
 }
 
 #[test]
@@ -224,6 +245,12 @@ fn faults_cairn_kill_follower_and_restart() {
 #[ignore = "cairn cluster not yet merged"]
 fn faults_cairn_partition_leader() {
     scenario(Backend::Cairn, 3, "cairn partition leader", partition_leader);
+}
+
+#[test]
+#[ignore = "cairn cluster not yet merged"]
+fn faults_cairn_add_and_remove_members() {
+    scenario(Backend::Cairn, 3, "cairn add and remove members", add_and_remove_members);
 }
 
 #[test]
