@@ -16,6 +16,8 @@
 //! socket), so it knows each connection's link (from, to) and can cut or delay links one by
 //! one. A cut link closes its open connections and holds new ones open without forwarding (a
 //! black hole) until healed; a delayed link delivers every chunk that much later, in order.
+//! A connection whose dialler is gone before the lookup (it gave up or was killed) cannot be
+//! attributed; it is cut whenever any link of its target is.
 //! The one assumption about the backend: members reach each other only at the peer URLs the
 //! cluster advertises (true of etcd, and of any transport dialling `--initial-cluster` URLs).
 //! Network namespaces with veth would also work here (we run as root) but leave state behind
@@ -384,8 +386,8 @@ impl Cluster {
         self.net.set_delay(i, delay);
     }
 
-    /// Connections the proxies could not attribute to a member (they are never cut). Seen only
-    /// from a member killed right after it dialled (its sockets are gone before the lookup).
+    /// Connections the proxies could not attribute to a member: their dialler closed its socket
+    /// (or died) before the lookup. They are cut whenever any link of their target is.
     pub fn unattributed_connections(&self) -> usize {
         self.net.state.lock().expect("net lock").unattributed
     }
@@ -560,7 +562,7 @@ impl NetState {
 impl Net {
     fn new(n: usize) -> Net {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("cluster-net")
             .enable_all()
             .build()
@@ -583,10 +585,14 @@ impl Net {
             while let Ok((conn, from_addr)) = listener.accept().await {
                 let (state, changed) = (state.clone(), changed.clone());
                 tokio::spawn(async move {
-                    let from = identify(&state, from_addr, port).await;
-                    if from.is_none() {
-                        state.lock().expect("net lock").unattributed += 1;
-                    }
+                    let from = match identify(&state, from_addr, port).await {
+                        Origin::Member(m) => Some(m),
+                        Origin::Gone => return,
+                        Origin::Unknown => {
+                            state.lock().expect("net lock").unattributed += 1;
+                            None
+                        }
+                    };
                     proxy(conn, from, to, target, state, changed).await;
                 });
             }
@@ -635,21 +641,31 @@ impl Drop for Net {
     }
 }
 
-/// Which member opened the connection that reached proxy `proxy_port` from `from`: the
-/// member process owning the socket 127.0.0.1:from.port -> proxy_port.
-async fn identify(state: &Mutex<NetState>, from: SocketAddr, proxy_port: u16) -> Option<usize> {
-    for _ in 0..5 {
-        let pids = state.lock().expect("net lock").pids.clone();
-        let found = tokio::task::spawn_blocking(move || socket_owner(from.port(), proxy_port, &pids)).await.ok().flatten();
-        if found.is_some() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
+/// Who opened a connection to a proxy.
+#[derive(Debug, PartialEq, Eq)]
+enum Origin {
+    Member(usize),
+    /// The dialler already closed its socket: nothing to forward.
+    Gone,
+    /// Not found (not one of the members' sockets, or the lookup lost a race).
+    Unknown,
 }
 
-fn socket_owner(local_port: u16, remote_port: u16, pids: &[Option<u32>]) -> Option<usize> {
+/// Which member opened the connection that reached proxy `proxy_port` from `from`: the
+/// member process owning the socket 127.0.0.1:from.port -> proxy_port.
+async fn identify(state: &Mutex<NetState>, from: SocketAddr, proxy_port: u16) -> Origin {
+    for _ in 0..10 {
+        let pids = state.lock().expect("net lock").pids.clone();
+        let found = tokio::task::spawn_blocking(move || socket_owner(from.port(), proxy_port, &pids)).await;
+        match found {
+            Ok(Origin::Unknown) | Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Ok(origin) => return origin,
+        }
+    }
+    Origin::Unknown
+}
+
+fn socket_owner(local_port: u16, remote_port: u16, pids: &[Option<u32>]) -> Origin {
     let mut inode = None;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = std::fs::read_to_string(table).unwrap_or_default();
@@ -661,14 +677,19 @@ fn socket_owner(local_port: u16, remote_port: u16, pids: &[Option<u32>]) -> Opti
             }
         }
     }
-    let want = format!("socket:[{}]", inode?);
-    pids.iter().position(|pid| {
+    let Some(inode) = inode else { return Origin::Unknown };
+    if inode == "0" {
+        return Origin::Gone; // closed by its process, lingering in FIN_WAIT or TIME_WAIT
+    }
+    let want = format!("socket:[{inode}]");
+    let owner = pids.iter().position(|pid| {
         pid.is_some_and(|pid| {
             std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten().any(|e| {
                 std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == want.as_str())
             })
         })
-    })
+    });
+    owner.map_or(Origin::Unknown, Origin::Member)
 }
 
 /// Forwards one connection from member `from` (if known) to member `to` at `target`, as long
@@ -681,7 +702,12 @@ async fn proxy(
     state: Arc<Mutex<NetState>>,
     mut changed: tokio::sync::watch::Receiver<u64>,
 ) {
-    let cut = |s: &NetState| from.is_some_and(|f| s.is_cut(f, to));
+    // A connection of unknown origin (its dialler died or gave up before the lookup) is
+    // treated as cut whenever any link of `to` is: a partition never leaks.
+    let cut = |s: &NetState| match from {
+        Some(f) => s.is_cut(f, to),
+        None => s.cut.iter().any(|&(a, b)| a == to || b == to),
+    };
     if cut(&state.lock().expect("net lock")) {
         // A black hole: accepted, never answered, closed once the link heals.
         while changed.changed().await.is_ok() {

@@ -30,13 +30,16 @@ fn scenario(backend: Backend, members: usize, name: &str, fault: impl FnOnce(&mu
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     let mut cluster = Cluster::start(backend, members);
+    let up = started.elapsed();
     let rt = runtime();
     let running = Workload::default().start(&rt, cluster.live());
     sleep(1500);
     let before_fault = running.recorder.now();
     fault(&mut cluster);
     let repaired = running.recorder.now();
+    let fault_time = Duration::from_nanos(repaired - before_fault);
     cluster.wait_healthy(Duration::from_secs(30));
+    let healthy = Duration::from_nanos(running.recorder.now() - repaired);
     sleep(1500);
     let (history, finals) = running.stop(&rt);
 
@@ -47,12 +50,15 @@ fn scenario(backend: Backend, members: usize, name: &str, fault: impl FnOnce(&mu
     let after = history.iter().filter(acked_write).filter(|o| o.invoke > repaired).count();
     assert!(before > 10 && after > 10, "{name}: writes acknowledged before the fault: {before}, after repair: {after}");
 
+    let checking = Instant::now();
     let summary = verify(&history, &finals)
         .unwrap_or_else(|e| panic!("{name}: {e}\nserver logs:\n{}", cluster.logs_tail(15)));
+    let check_time = checking.elapsed();
     let (rev, hash) = cluster.check_hash_kv().unwrap_or_else(|e| panic!("{name}: {e}"));
     eprintln!(
         "{name}: {} ops ({} ok, {} acked writes, {} unknown, {} unknown writes pruned), linearizable; \
-         HashKV {hash:#x} at revision {rev} on all {members}; {:.1} s; {} peer connections unattributed",
+         HashKV {hash:#x} at revision {rev} on all members; {:.1} s (start {up:.1?}, fault {fault_time:.1?}, \
+         healthy again {healthy:.1?}, check {check_time:.1?}); {} peer connections unattributed",
         history.len(),
         summary.ok,
         summary.acked_writes,
