@@ -5,6 +5,21 @@
 //! `--initial-cluster`, `--initial-cluster-state`, `--initial-cluster-token`,
 //! `--heartbeat-interval`, `--election-timeout`), so one harness drives both.
 //!
+//! ```no_run
+//! use cairn_tests::cluster::{Backend, Cluster};
+//! use cairn_tests::workload::{verify, Workload};
+//! let mut cluster = Cluster::start(Backend::Cairn, 3); // or Backend::Etcd
+//! let rt = cairn_tests::runtime();
+//! let running = Workload::default().start(&rt, cluster.live());
+//! let leader = cluster.leader();
+//! cluster.isolate(leader);
+//! // ... wait for a new leader ...
+//! cluster.heal();
+//! let (history, finals) = running.stop(&rt);
+//! verify(&history, &finals).unwrap(); // linearizable, acknowledged writes present
+//! cluster.check_hash_kv().unwrap(); // same HashKV on every member
+//! ```
+//!
 //! Faults: [`Cluster::kill9`] / [`Cluster::restart`] a member, [`Cluster::kill9_all`] /
 //! [`Cluster::restart_all`], [`Cluster::isolate`] / [`Cluster::partition`] / [`Cluster::heal`],
 //! and [`Cluster::delay`] (a slow member).
