@@ -249,17 +249,17 @@ pub fn verify(history: &[Operation], finals: &HashMap<String, Option<String>>) -
                 _ => false,
             })
             .collect();
+        if let Some(v) = fin {
+            if writers.is_empty() {
+                return Err(format!("final value {v:?} of {key} was never written"));
+            }
+        }
         let acked = writes(history, key).filter(|o| o.outcome != Outcome::Unknown);
         for a in acked {
             // `a` is acknowledged: the final value is `a`'s, or of a write not entirely before `a`.
             let covered = writers.iter().any(|w| *w == a || w.ret > a.invoke);
             if !covered {
                 return Err(format!("acknowledged write {a} is lost: final value of {key} is {fin:?}"));
-            }
-        }
-        if let Some(v) = fin {
-            if writers.is_empty() {
-                return Err(format!("final value {v:?} of {key} was never written"));
             }
         }
     }
