@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+pub mod linearizability;
+pub mod workload;
+
 /// The `cairn` binary next to this test executable (target/<profile>/cairn), or `CAIRN_BIN`.
 pub fn cairn_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("CAIRN_BIN") {
