@@ -3,7 +3,7 @@
 //! acknowledged write present, and `Maintenance.HashKV` equal on every member.
 //!
 //! Each scenario runs against real etcd 3.4 (`faults_etcd_*`: proves the harness and the
-//! checker) and against Cairn (`faults_cairn_*`, ignored until Cairn runs as a cluster).
+//! checker) and against Cairn (`faults_cairn_*`, the same scenarios on Cairn's binary).
 //! Scenarios run one at a time (each is a few seconds of load on a 3- or 5-member cluster).
 //! `CAIRN_FAULTS_SEED` replays a workload's random choices.
 
@@ -242,56 +242,47 @@ fn faults_etcd_stale_serializable_read_from_cut_off_follower_is_caught() {
 // Cairn: the same scenarios, same binary flags.
 
 #[test]
-#[ignore = "cairn cluster not yet merged"]
 fn faults_cairn_stale_serializable_read_from_cut_off_follower_is_caught() {
     stale_read_is_caught(Backend::Cairn);
 }
 
 
 #[test]
-#[ignore = "cairn cluster not yet merged"]
 fn faults_cairn_kill_leader() {
     scenario(Backend::Cairn, 3, "cairn kill leader", kill_leader);
 }
 
 #[test]
-#[ignore = "cairn cluster not yet merged"]
 fn faults_cairn_kill_follower_and_restart() {
     scenario(Backend::Cairn, 3, "cairn kill follower", kill_follower);
 }
 
 #[test]
-#[ignore = "cairn cluster not yet merged"]
 fn faults_cairn_partition_leader() {
     scenario(Backend::Cairn, 3, "cairn partition leader", partition_leader);
 }
 
 #[test]
-#[ignore = "cairn cluster not yet merged"]
 fn faults_cairn_add_and_remove_members() {
     scenario(Backend::Cairn, 3, "cairn add and remove members", add_and_remove_members);
 }
 
 #[test]
-#[ignore = "cairn cluster not yet merged"]
 fn faults_cairn_restart_all() {
     scenario(Backend::Cairn, 3, "cairn restart all", restart_all);
 }
 
 #[test]
-#[ignore = "cairn cluster not yet merged"]
 fn faults_cairn_slow_follower() {
     scenario(Backend::Cairn, 3, "cairn slow follower", slow_follower);
 }
 
 #[test]
-#[ignore = "cairn cluster not yet merged"]
 fn faults_cairn_5_members_partition_leader_minority() {
     scenario(Backend::Cairn, 5, "cairn 5 members partition leader+1", partition_leader_minority);
 }
 
 #[test]
-#[ignore = "cairn cluster not yet merged"]
 fn faults_cairn_5_members_kill_leader() {
     scenario(Backend::Cairn, 5, "cairn 5 members kill leader", kill_leader);
 }

@@ -1019,12 +1019,32 @@ impl CairnNode {
         if !matches!(change, MembershipChange::Promote { .. }) {
             self.not_learner()?;
         }
+        let removal = matches!(change, MembershipChange::Remove { .. });
+        let promotion = matches!(change, MembershipChange::Promote { .. });
         let id = match self.ask_leader(PeerRequest::ChangeMembers(change)).await? {
             PeerResponse::MembershipChanged { id } => id,
             other => return Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
         };
-        // Answer with the membership as changed: wait until this member has it too.
-        let _ = self.read_barrier().await;
+        // Answer with the membership as changed: wait (briefly) until this member has it too.
+        let _ = self
+            .inner
+            .raft
+            .wait(Some(Duration::from_secs(3)))
+            .metrics(
+                |m| {
+                    let membership = m.membership_config.membership();
+                    let present = membership.get_node(&id).is_some();
+                    if removal {
+                        !present
+                    } else if promotion {
+                        membership.voter_ids().any(|v| v == id)
+                    } else {
+                        present
+                    }
+                },
+                "membership change applied here",
+            )
+            .await;
         Ok(id)
     }
 }
