@@ -4,6 +4,7 @@
 
 mod config;
 mod listen;
+mod snapshot_cmd;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,6 +15,10 @@ use clap::Parser;
 use crate::config::Flags;
 
 fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("snapshot") {
+        return snapshot_cmd::run(args.collect());
+    }
     config::import_etcd_env();
     let flags = Flags::parse();
     tracing_subscriber::fmt()
@@ -57,6 +62,8 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     }
     if !node.wait_for_leader(Duration::from_secs(10)).await {
         tracing::warn!("no leader yet; serving anyway (requests fail with 'no leader' until one is elected)");
+    } else if !node.wait_published(Duration::from_secs(5)).await {
+        tracing::warn!("this member's client URLs are not in the membership yet; serving anyway");
     }
     tracing::info!(
         name = node.name(),

@@ -12,6 +12,7 @@ mod log_store;
 mod network;
 mod node;
 pub mod peer;
+pub mod restore;
 mod snapshot;
 mod state_machine;
 mod types;

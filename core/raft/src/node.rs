@@ -364,6 +364,27 @@ impl CairnNode {
             .is_ok()
     }
 
+    /// Waits until the membership holds this member's name and client URLs (or `timeout`
+    /// passes), so clients that list members find it as it is.
+    pub async fn wait_published(&self, timeout: Duration) -> bool {
+        let (me, name, urls) =
+            (self.inner.member_id, self.inner.config.name.clone(), self.inner.config.advertise_client_urls.clone());
+        self.inner
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&me)
+                        .is_some_and(|n| n.name == name && n.client_urls == urls)
+                },
+                "this member published",
+            )
+            .await
+            .is_ok()
+    }
+
     pub fn member_id(&self) -> u64 {
         self.inner.member_id
     }
@@ -640,7 +661,7 @@ async fn join_info(
 /// then lost its term may be dropped, and is then simply made again.
 async fn publish_self(inner: Weak<Inner>) {
     loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let Some(inner) = inner.upgrade() else { return };
         let node = CairnNode { inner };
         let me = node.inner.member_id;
@@ -663,7 +684,7 @@ async fn publish_self(inner: Weak<Inner>) {
             }
         }
         drop(node);
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
