@@ -222,7 +222,8 @@ impl<S: Store> V2Store<S> {
             }
             if let Ok(r) = self.store.lease_time_to_live(id, false).await {
                 if r.ttl >= 0 {
-                    out.insert(id, r.ttl.max(1));
+                    // etcd shows whole seconds left, rounded up.
+                    out.insert(id, (r.ttl + 1).min(r.granted_ttl).max(1));
                 }
             }
         }
