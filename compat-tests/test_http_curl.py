@@ -148,7 +148,7 @@ def test_gateway_and_grpc_share_the_port(request, tmp_path):
     assert harness.run_etcdctl(srv.endpoint, ["put", "via-grpc", "2"]).rc == 0
     status, text = curl(srv.endpoint, "/v3/kv/range", {"key": b64("via-grpc")})
     assert json.loads(text)["kvs"][0]["value"] == b64("2")
-    big = json.dumps({"key": b64("big"), "value": base64.b64encode(b"x" * (3 << 20)).decode()})
+    big = json.dumps({"key": b64("big"), "value": base64.b64encode(b"x" * (4 << 20)).decode()})
     p = subprocess.run(["curl", "-sS", "--noproxy", "*", "-o", "-", "-w", "\n%{http_code}", "-X", "POST",
                         f"{srv.endpoint}/v3/kv/put", "--data-binary", "@-"], input=big.encode(), capture_output=True, timeout=30)
     text, _, status = p.stdout.decode().rpartition("\n")

@@ -89,7 +89,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 fn body_error(e: BodyError) -> Response {
     match e {
         BodyError::TooLarge(limit) => {
-            let msg = format!("request body larger than {limit} bytes (--max-request-bytes plus 512 KiB)");
+            let msg = format!("request body larger than {limit} bytes");
             let body = serde_json::to_vec(&ErrorBody { error: &msg, message: &msg, code: Code::ResourceExhausted as i32 })
                 .unwrap_or_default();
             json_response(StatusCode::PAYLOAD_TOO_LARGE, body)

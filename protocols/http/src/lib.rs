@@ -32,15 +32,17 @@ impl<S> Store for S where
 /// Settings of the HTTP adapters.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// `--max-request-bytes`: the largest write. HTTP bodies may be up to 512 KiB larger (the
-    /// allowance gRPC gets for framing); larger bodies are refused before they are parsed.
+    /// `--max-request-bytes`: the largest write. The core refuses larger writes with etcd's
+    /// "request is too large"; see [`HttpConfig::body_limit`] for the bodies read at all.
     pub max_request_bytes: usize,
 }
 
 impl HttpConfig {
-    /// The largest request body read.
+    /// The largest request body read: the gRPC allowance (`--max-request-bytes` + 512 KiB)
+    /// times 4/3, since JSON carries bytes in base64. Larger bodies are refused (413) before
+    /// they are parsed, so a write just over the limit still gets etcd's own error.
     pub fn body_limit(&self) -> usize {
-        self.max_request_bytes + cairn_etcd_v3::GRPC_OVERHEAD_BYTES
+        (self.max_request_bytes + cairn_etcd_v3::GRPC_OVERHEAD_BYTES) / 3 * 4 + 4096
     }
 }
 

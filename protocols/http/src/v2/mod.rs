@@ -23,7 +23,7 @@ pub struct V2<S> {
 pub fn routes<S: Store>(store: S, config: HttpConfig) -> axum::Router {
     let state = Arc::new(V2 {
         keys: Arc::new(store::V2Store::new(store)),
-        body_limit: config.max_request_bytes,
+        body_limit: config.body_limit(),
         started: chrono::Utc::now(),
     });
     axum::Router::new()
