@@ -297,3 +297,33 @@ pub fn routes<S: Store>(store: S, config: HttpConfig) -> axum::Router {
         );
     r.with_state(gw)
 }
+
+#[cfg(test)]
+mod tests {
+    use cairn_etcd_v3::pb::etcdserverpb::{range_request::SortOrder, RangeRequest, RangeResponse, ResponseHeader};
+    use cairn_etcd_v3::pb::mvccpb::KeyValue;
+
+    use crate::body::parse_json;
+
+    #[test]
+    fn proto3_json_mapping_reads_both_spellings_and_writes_etcds() {
+        let r: RangeRequest =
+            parse_json(br#"{"key":"Zm9v","rangeEnd":"Zm9w","sort_order":"DESCEND","limit":"5","revision":7,"unknown":1}"#).unwrap();
+        assert_eq!((r.key.as_slice(), r.range_end.as_slice()), (&b"foo"[..], &b"fop"[..]));
+        assert_eq!((r.sort_order, r.limit, r.revision), (SortOrder::Descend as i32, 5, 7));
+        assert_eq!(parse_json::<RangeRequest>(b"  ").unwrap(), RangeRequest::default(), "an empty body is the default request");
+        assert!(parse_json::<RangeRequest>(br#"{"key":"!!"}"#).is_err(), "invalid base64");
+        assert!(parse_json::<RangeRequest>(br#"{"sort_order":"SIDEWAYS"}"#).is_err(), "unknown enum name");
+
+        let resp = RangeResponse {
+            header: Some(ResponseHeader { cluster_id: 1, member_id: 2, revision: 3, raft_term: 0 }),
+            kvs: vec![KeyValue { key: b"foo".to_vec(), value: b"bar".to_vec(), create_revision: 3, mod_revision: 3, version: 1, lease: 0 }],
+            more: false,
+            count: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&resp).unwrap(),
+            r#"{"header":{"cluster_id":"1","member_id":"2","revision":"3"},"kvs":[{"key":"Zm9v","create_revision":"3","mod_revision":"3","version":"1","value":"YmFy"}],"count":"1"}"#
+        );
+    }
+}
