@@ -414,10 +414,7 @@ impl<S: Store> V2Store<S> {
         let (action, prev_node, make_dir, created_index): (&'static str, Option<Node>, bool, Option<i64>);
         match &args.mode {
             PutMode::Set => {
-                match view.walk_create() {
-                    Err(e) => return Err(e),
-                    Ok(()) => {}
-                }
+                view.walk_create()?;
                 if args.refresh {
                     if !view.exists() {
                         return Err(V2Error::new(KEY_NOT_FOUND, path, view.rev));
