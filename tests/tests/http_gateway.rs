@@ -90,6 +90,21 @@ fn gateway_kv_txn_watch_and_leases_share_the_grpc_port() {
         assert_eq!(post_json(port, "/v3/lease/revoke", &json!({"ID": id})).status, 200);
         assert!(c.get("leased", None).await.unwrap().kvs().is_empty(), "revoking deleted the key");
 
+        // lock and election recipes
+        let session = post_json(port, "/v3/lease/grant", &json!({"TTL": 60})).json()["ID"].as_str().unwrap().to_string();
+        let lock = post_json(port, "/v3/lock/lock", &json!({"name": b64("mylock"), "lease": session})).json();
+        let lock_key = lock["key"].as_str().expect("lock key").to_string();
+        assert!(c.get(http_client::unb64(&lock_key), None).await.unwrap().count() == 1, "the lock key exists");
+        assert_eq!(post_json(port, "/v3/lock/unlock", &json!({"key": lock_key})).status, 200);
+        let won = post_json(port, "/v3/election/campaign", &json!({"name": b64("el"), "lease": session, "value": b64("me")})).json();
+        assert_eq!(won["leader"]["name"], b64("el"));
+        let leader = post_json(port, "/v3/election/leader", &json!({"name": b64("el")})).json();
+        assert_eq!(leader["kv"]["value"], b64("me"));
+        let observe_req = json!({"name": b64("el")}).to_string();
+        let mut observe = LineStream::open(port, "POST", "/v3/election/observe", None, observe_req.as_bytes());
+        assert_eq!(observe.next_json().expect("the current leader")["result"]["kv"]["value"], b64("me"));
+        drop(observe);
+
         // cluster and maintenance reach the same services
         let members = post_json(port, "/v3/cluster/member/list", &json!({})).json();
         assert_eq!(members["members"].as_array().unwrap().len(), 1);

@@ -161,8 +161,23 @@ pub fn b64(s: &str) -> String {
     out
 }
 
+/// Standard base64 decoding (padded input).
+pub fn unb64(s: &str) -> Vec<u8> {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let vals: Vec<u32> = s.bytes().filter(|b| *b != b'=').map(|b| A.iter().position(|a| *a == b).expect("base64") as u32).collect();
+    let mut out = Vec::new();
+    for c in vals.chunks(4) {
+        let n = c.iter().enumerate().fold(0u32, |n, (i, v)| n | (v << (18 - 6 * i)));
+        out.extend(n.to_be_bytes()[1..c.len()].iter());
+    }
+    out
+}
+
 #[test]
 fn base64_matches_the_standard_alphabet() {
+    assert_eq!(unb64("Zm9v"), b"foo");
+    assert_eq!(unb64("YmE="), b"ba");
+    assert_eq!(unb64("Yg=="), b"b");
     assert_eq!(b64("foo"), "Zm9v");
     assert_eq!(b64("ba"), "YmE=");
     assert_eq!(b64("b"), "Yg==");
