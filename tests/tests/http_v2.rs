@@ -82,6 +82,11 @@ fn v2_keys_semantics_and_errors() {
     let ttl = r.json()["node"]["ttl"].as_i64().unwrap();
     assert!(ttl > 0 && ttl <= 30);
     assert!(r.json()["node"]["expiration"].as_str().is_some());
+    let set_index = r.json()["node"]["modifiedIndex"].as_i64().unwrap();
+    let r = request(p, "PUT", "/v2/keys/ttl?ttl=30&refresh=true&prevExist=true", None, b"");
+    assert_eq!(r.json()["action"], "update");
+    assert_eq!(r.json()["node"]["value"], "t", "refresh keeps the value: {}", r.text());
+    assert_eq!(r.json()["node"]["modifiedIndex"].as_i64(), Some(set_index), "same TTL: a keep-alive, no new revision");
     let r = request(p, "PUT", "/v2/keys/ttl?ttl=60&refresh=true&prevExist=true", None, b"");
     assert_eq!(r.json()["node"]["value"], "t", "refresh keeps the value: {}", r.text());
     assert!(r.json()["node"]["ttl"].as_i64().unwrap() > 30);

@@ -382,6 +382,11 @@ impl<S: Store> V2Store<S> {
         if args.path == "/" && args.mode != PutMode::Unique {
             return Err(V2Error::new(ROOT_READ_ONLY, "/", self.current_revision().await));
         }
+        if args.refresh {
+            if let Some(outcome) = self.try_refresh(&args).await? {
+                return Ok(outcome);
+            }
+        }
         let (lease, new_ttls) = self.grant(args.ttl).await?;
         for _ in 0..MAX_ATTEMPTS {
             if let Some(outcome) = self.try_put(&args, lease, &new_ttls).await? {
@@ -389,6 +394,38 @@ impl<S: Store> V2Store<S> {
             }
         }
         Err(Self::contention(self.current_revision().await))
+    }
+
+    /// A refresh to the TTL the key's lease was granted with renews the lease (a keep-alive):
+    /// no new revision, so watchers are not told, as in etcd. None: take the general path.
+    async fn try_refresh(&self, args: &PutArgs) -> Result<Option<Outcome>, V2Error> {
+        let action = match args.mode {
+            PutMode::Set => "set",
+            PutMode::Update => "update",
+            PutMode::Cas { .. } => "compareAndSwap",
+            _ => return Ok(None),
+        };
+        let path = args.path.as_str();
+        let view = self.read_view(path).await?;
+        let Some(kv) = view.file.as_ref().filter(|kv| kv.lease != 0) else { return Ok(None) };
+        if let PutMode::Cas { prev_value, prev_index } = &args.mode {
+            if compare_file(kv, prev_value, *prev_index, view.rev).is_err() {
+                return Ok(None);
+            }
+        }
+        let wanted = args.ttl.and_then(|t| i64::try_from(t).ok());
+        let granted = self.store.lease_time_to_live(kv.lease, false).await.ok().map(|t| t.granted_ttl);
+        if wanted.is_none() || granted != wanted {
+            return Ok(None);
+        }
+        let old_ttls = self.ttls(vec![kv.lease]).await;
+        let renewed = match self.store.lease_keep_alive(kv.lease).await {
+            Ok(r) if r.ttl > 0 => r.ttl,
+            _ => return Ok(None),
+        };
+        let prev = Self::file_node(path, kv, &old_ttls);
+        let node = Self::file_node(path, kv, &TtlMap::from([(kv.lease, renewed)]));
+        Ok(Some(Outcome { event: Event { action, node: Some(node), prev_node: Some(prev) }, index: view.rev }))
     }
 
     /// One attempt: None when what was read changed before the write.
