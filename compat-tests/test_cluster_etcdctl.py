@@ -241,3 +241,34 @@ def test_killing_the_leader_loses_no_acknowledged_write(side, make_cluster):
         "the restarted member to catch up",
         lambda: leader.etcdctl("get", "--prefix", "w", "--keys-only", "--consistency=s").stdout.decode().split() == acked,
     )
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_one_member_grows_to_three(side, make_cluster, tmp_path):
+    """The user story: one member started alone, grown with `member add` + `existing` joins."""
+    c = make_cluster(side, size=1)
+    assert c.etcdctl("put", "before", "growth").rc == 0
+    for name in ["m2", "m3"]:
+        ports = harness.free_ports(2)
+        m = Member(side, name, tmp_path / side, ports[0], ports[1])
+        r = wait_for(
+            f"member add {name}",
+            lambda: (lambda r: None if b"unhealthy cluster" in r.stderr or b"not enough started" in r.stderr else r)(
+                c.etcdctl("member", "add", name, f"--peer-urls={m.peer_url}")
+            ),
+            timeout=30,
+            interval=0.5,
+        )
+        assert r.rc == 0, r.text()
+        initial = re.search(rb'ETCD_INITIAL_CLUSTER="([^"]+)"', r.stdout).group(1).decode()
+        c.members.append(m)
+        m.start(initial, state="existing")
+        c.wait_healthy()
+        wait_for(
+            f"{name} to be a started voter",
+            lambda: (lambda ms: any(x.get("name") == name and not x.get("isLearner") for x in ms))(members_json(c)),
+        )
+    for m in c.members:
+        r = m.etcdctl("get", "before", "--print-value-only")
+        assert r.rc == 0 and r.stdout.strip() == b"growth", r.text()
+    assert len(members_json(c)) == 3

@@ -21,7 +21,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import pytest' 2>/dev/null; then
+if ! python3 -c 'import pytest, etcd3, etcd' 2>/dev/null; then
   echo "installing Python test requirements"
   python3 -m pip install -q -r compat-tests/requirements.txt
 fi

@@ -60,6 +60,8 @@ pub async fn serve(
         let mut stop = stop_rx.clone();
         servers.spawn(async move {
             tonic::transport::Server::builder()
+                // HTTP/1.1 too: the JSON gateway and the v2 API share the port with gRPC.
+                .accept_http1(true)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming(listener), async move {
                     let _ = stop.wait_for(|s| *s).await;

@@ -73,6 +73,10 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         flags.listen_client_urls.join(",")
     );
     let routes = cairn_etcd_v3::routes(node.clone(), flags.max_request_bytes);
+    // HTTP/1.1 and HTTP/2 JSON next to gRPC on the same listeners: the v3 JSON gateway, the v2
+    // API, /version and /health.
+    let http_config = cairn_http::HttpConfig { max_request_bytes: flags.max_request_bytes };
+    let routes = cairn_http::with_grpc(routes, node.clone(), http_config);
     let result = listen::serve(listeners, routes, shutdown_signal()).await;
     let _ = stop_peers.send(true);
     while let Some(res) = peer_servers.join_next().await {

@@ -13,6 +13,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["proto"])?;
+    // The proto3 JSON mapping of every message (serde), for the HTTP/JSON gateway: etcd's
+    // gateway writes the .proto field names (snake_case, or `ID`/`TTL` as declared) and reads
+    // both those and lowerCamelCase; unknown fields are ignored, as etcd's gateway does.
+    let descriptor_bytes = prost::Message::encode_to_vec(&fds);
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor_bytes)?
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(&[".mvccpb", ".authpb", ".etcdserverpb", ".v3lockpb", ".v3electionpb"])?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
     Ok(())
 }

@@ -943,7 +943,10 @@ impl CairnNode {
                 if learner && learners >= MAX_LEARNERS {
                     return Err(StoreError::TooManyLearners);
                 }
-                if !learner && self.started_voters(&voters) < quorum(voters.len() + 1) {
+                let started = self.started_voters(&voters);
+                // etcd's one exception: a lone member may take a second one.
+                let growing_from_one = voters.len() == 1 && started == 1;
+                if !learner && !growing_from_one && started < quorum(voters.len() + 1) {
                     return Err(StoreError::NotEnoughStartedMembers);
                 }
                 let salt = format!("{}{}", self.inner.config.initial_cluster_token, now_ms());
@@ -953,7 +956,12 @@ impl CairnNode {
                 }
                 let node = MemberNode { name: String::new(), peer_urls, client_urls: Vec::new() };
                 self.retry_in_progress(|| raft.add_learner(id, node.clone(), false)).await?;
-                if !learner {
+                if growing_from_one && !learner {
+                    // Raft's joint consensus would need the new member's vote to commit its own
+                    // addition, so a lone member's second member joins as a learner and is
+                    // made a voter as soon as it has caught up.
+                    self.promote_when_caught_up(id);
+                } else if !learner {
                     self.retry_in_progress(|| raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)).await?;
                 }
                 Ok(id)
@@ -1033,6 +1041,28 @@ impl CairnNode {
                 Err(e) => return Err(write_error(e)),
             }
         }
+    }
+
+    /// Promotes learner `id` once it has caught up (gives up after ten minutes).
+    fn promote_when_caught_up(&self, id: u64) {
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let Some(inner) = inner.upgrade() else { return };
+                let node = CairnNode { inner };
+                if !node.is_leader() || !node.members().iter().any(|m| m.id == id && m.is_learner) {
+                    return;
+                }
+                if node.learner_caught_up(id) {
+                    match node.change_members_as_leader(MembershipChange::Promote { id }).await {
+                        Ok(_) => return tracing::info!(member = format!("{id:x}"), "second member promoted"),
+                        Err(e) => tracing::debug!("promoting the second member: {e}"),
+                    }
+                }
+            }
+        });
     }
 
     /// Sends a membership change to the leader and waits until this member sees it applied.
