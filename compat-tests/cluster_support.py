@@ -26,6 +26,7 @@ class Member:
         self.data_dir = workdir / f"{name}.data"
         self.log_path = workdir / f"{name}.log"
         self.proc: Optional[subprocess.Popen] = None
+        self.extra: list = []
 
     @property
     def endpoint(self) -> str:
@@ -54,6 +55,7 @@ class Member:
             "--initial-cluster-token", "compat-cluster",
             "--heartbeat-interval", "50",
             "--election-timeout", "500",
+            *self.extra,
         ]
 
     def start(self, initial_cluster: str, state: str = "new") -> None:
@@ -100,13 +102,15 @@ class Member:
 
 
 class Cluster:
-    def __init__(self, kind: str, workdir: Path, size: int):
+    def __init__(self, kind: str, workdir: Path, size: int, extra: Optional[list] = None):
         self.kind, self.workdir = kind, workdir
         workdir.mkdir(parents=True, exist_ok=True)
         ports = harness.free_ports(2 * size)
         self.members = [
             Member(kind, f"m{i + 1}", workdir, ports[2 * i], ports[2 * i + 1]) for i in range(size)
         ]
+        for m in self.members:
+            m.extra = list(extra or [])
 
     def initial_cluster(self, members=None) -> str:
         return ",".join(f"{m.name}={m.peer_url}" for m in (members or self.members))
