@@ -74,12 +74,14 @@ impl Backend {
 pub struct Timing {
     pub heartbeat_ms: u64,
     pub election_ms: u64,
+    /// `--snapshot-count` (applied entries between snapshots), when not the server's default.
+    pub snapshot_count: Option<u64>,
 }
 
 impl Default for Timing {
     /// etcd's defaults.
     fn default() -> Self {
-        Timing { heartbeat_ms: 100, election_ms: 1000 }
+        Timing { heartbeat_ms: 100, election_ms: 1000, snapshot_count: None }
     }
 }
 
@@ -244,6 +246,9 @@ impl Cluster {
             .args(["--initial-cluster-state", m.state, "--initial-cluster-token", &self.token])
             .args(["--heartbeat-interval", &self.timing.heartbeat_ms.to_string()])
             .args(["--election-timeout", &self.timing.election_ms.to_string()]);
+        if let Some(count) = self.timing.snapshot_count {
+            cmd.args(["--snapshot-count", &count.to_string()]);
+        }
         if self.backend == Backend::Cairn {
             if let Ok(level) = std::env::var("CAIRN_TEST_LOG_LEVEL") {
                 cmd.args(["--log-level", &level]);

@@ -222,7 +222,8 @@ impl CairnNode {
             election_timeout_min: config.election_timeout_ms,
             election_timeout_max: config.election_timeout_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
-            max_in_snapshot_log_to_keep: 1000,
+            // Entries kept behind a snapshot for slow followers (beyond them, a snapshot is sent).
+            max_in_snapshot_log_to_keep: config.snapshot_count.min(1000),
             max_payload_entries: 64,
             install_snapshot_timeout: 10_000,
             ..Default::default()

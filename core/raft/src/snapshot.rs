@@ -57,6 +57,12 @@ pub(crate) fn write_snapshot(db: &Db, path: &Path) -> io::Result<(Option<LogId>,
     Ok((applied, membership))
 }
 
+/// Meta keys that describe this member rather than the replicated state: a snapshot from
+/// another member must not overwrite them.
+fn is_local(key: &[u8]) -> bool {
+    key == layout::META_MEMBER_ID || key == layout::META_CLUSTER_ID
+}
+
 fn read_u32(r: &mut impl Read) -> io::Result<usize> {
     let mut b = [0u8; 4];
     r.read_exact(&mut b)?;
@@ -71,12 +77,15 @@ pub(crate) fn load_snapshot(db: &Db, reader: impl Read) -> io::Result<()> {
     if magic != MAGIC {
         return Err(io::Error::other("not a Cairn snapshot"));
     }
-    // Clear the current state first.
+    // Clear the current state first (but for what belongs to this member alone).
     for name in STATE_COLUMN_FAMILIES {
         let handle = cf(db, name)?;
         let mut batch = WriteBatch::default();
         for item in db.iterator_cf(handle, IteratorMode::Start) {
             let (k, _) = item.map_err(io::Error::other)?;
+            if name == layout::CF_META && is_local(&k) {
+                continue;
+            }
             batch.delete_cf(handle, k);
             if batch.size_in_bytes() > LOAD_BATCH_BYTES {
                 db.write(std::mem::take(&mut batch)).map_err(io::Error::other)?;
@@ -98,6 +107,10 @@ pub(crate) fn load_snapshot(db: &Db, reader: impl Read) -> io::Result<()> {
         r.read_exact(&mut key)?;
         let mut value = vec![0u8; read_u32(&mut r)?];
         r.read_exact(&mut value)?;
+        if *name == layout::CF_META && is_local(&key) {
+            // The sender's own ids: this member keeps its own.
+            continue;
+        }
         batch.put_cf(cf(db, name)?, key, value);
         if batch.size_in_bytes() > LOAD_BATCH_BYTES {
             db.write(std::mem::take(&mut batch)).map_err(io::Error::other)?;

@@ -247,6 +247,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.applier.reload(&self.db).map_err(storage_err)?;
         self.hub.reset(self.applier.meta().revision);
         self.hub.set_compact_revision(self.applier.meta().compact_revision);
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            revision = self.applier.meta().revision,
+            "installed a snapshot from the leader"
+        );
 
         let path = self.snapshot_dir.join(format!("{}.snap", meta.snapshot_id));
         if let Some(received) = self.receiving.take() {
