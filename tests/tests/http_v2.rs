@@ -212,3 +212,34 @@ fn v2_bad_input_is_refused_and_nothing_is_stored() {
         assert_eq!(all.count(), 0);
     });
 }
+
+#[test]
+fn v2_members_add_list_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Cairn::start(&dir.path().join("data"));
+    let p = server.port;
+
+    let r = get(p, "/v2/members");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["members"].as_array().map(Vec::len), Some(1), "{}", r.text());
+
+    let r = request(p, "POST", "/v2/members", Some("application/json"), b"{not json");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = request(p, "POST", "/v2/members", Some("application/json"), br#"{"peerURLs":["nope"]}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    let r = request(p, "POST", "/v2/members", Some("application/json"), br#"{"peerURLs":["http://127.0.0.1:9"]}"#);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("hex id").to_string();
+    assert_eq!(r.json()["peerURLs"], serde_json::json!(["http://127.0.0.1:9"]));
+    // The same peer URL again is a conflict.
+    let r = request(p, "POST", "/v2/members", Some("application/json"), br#"{"peerURLs":["http://127.0.0.1:9"]}"#);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(get(p, "/v2/members").json()["members"].as_array().map(Vec::len), Some(2));
+
+    let r = request(p, "DELETE", &format!("/v2/members/{id}"), None, b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = request(p, "DELETE", &format!("/v2/members/{id}"), None, b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(get(p, "/v2/members").json()["members"].as_array().map(Vec::len), Some(1));
+}

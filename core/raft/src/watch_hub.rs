@@ -88,6 +88,13 @@ impl WatchHub {
             return None;
         }
         let skip = (next - first) as usize;
-        Some(ring.entries.iter().skip(skip).take_while(|(rev, _)| *rev <= upto).map(|(_, e)| e.clone()).collect())
+        let revs: Vec<_> =
+            ring.entries.iter().skip(skip).take_while(|(rev, _)| *rev <= upto).map(|(_, e)| e.clone()).collect();
+        // Nothing for a revision that was announced (the ring was reset after a snapshot):
+        // the caller reads storage instead of waiting on events the ring will never hold.
+        if revs.is_empty() && next <= upto {
+            return None;
+        }
+        Some(revs)
     }
 }

@@ -23,14 +23,79 @@ fn member_json(m: &cairn_api::Member) -> serde_json::Value {
     json!({"id": format!("{:x}", m.id), "name": m.name, "peerURLs": m.peer_urls, "clientURLs": m.client_urls})
 }
 
-pub async fn members<S: Store>(State(v2): State<Arc<V2<S>>>, method: Method) -> Response {
+/// The HTTP status and text etcd's v2 members API gives for a failed change.
+fn change_error(e: &cairn_api::StoreError) -> Response {
+    use cairn_api::StoreError::*;
+    let status = match e {
+        MemberExists | PeerUrlExists => StatusCode::CONFLICT,
+        MemberNotFound => StatusCode::NOT_FOUND,
+        MemberBadUrls => StatusCode::BAD_REQUEST,
+        NotEnoughStartedMembers | MemberNotLearner | LearnerNotReady | TooManyLearners | NotSupportedForLearner => {
+            StatusCode::PRECONDITION_FAILED
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    message(status, &format!("etcdserver: {e}"))
+}
+
+/// The `peerURLs` of a v2 member request body: `{"peerURLs": ["http://..."]}`.
+fn peer_urls(body: &[u8]) -> Result<Vec<String>, Response> {
+    #[derive(serde::Deserialize)]
+    struct Req {
+        #[serde(rename = "peerURLs")]
+        peer_urls: Vec<String>,
+    }
+    serde_json::from_slice::<Req>(body)
+        .map(|r| r.peer_urls)
+        .map_err(|e| message(StatusCode::BAD_REQUEST, &format!("invalid member request: {e}")))
+}
+
+/// `/v2/members`: GET lists the members; POST `{"peerURLs": [...]}` adds one (201).
+pub async fn members<S: Store>(State(v2): State<Arc<V2<S>>>, method: Method, body: axum::body::Bytes) -> Response {
+    if method == Method::POST {
+        let urls = match peer_urls(&body) {
+            Ok(u) => u,
+            Err(r) => return r,
+        };
+        return match v2.keys.store.member_add(cairn_api::MemberAddRequest { peer_urls: urls, is_learner: false }).await {
+            Ok(r) => json(StatusCode::CREATED, member_json(&r.member).to_string()),
+            Err(e) => change_error(&e),
+        };
+    }
     if method != Method::GET && method != Method::HEAD {
-        // Membership changes arrive with the cluster work; until then they are refused.
-        return message(StatusCode::NOT_IMPLEMENTED, "membership changes are not supported yet");
+        return message(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     }
     match v2.keys.store.member_list().await {
         Ok(r) => json(StatusCode::OK, json!({"members": r.members.iter().map(member_json).collect::<Vec<_>>()}).to_string()),
         Err(e) => message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `/v2/members/<hex id>`: DELETE removes the member, PUT `{"peerURLs": [...]}` changes its
+/// peer URLs (both 204).
+pub async fn member<S: Store>(
+    State(v2): State<Arc<V2<S>>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    method: Method,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(id) = u64::from_str_radix(&id, 16) else {
+        return message(StatusCode::NOT_FOUND, &format!("No such member: {id}"));
+    };
+    let result = if method == Method::DELETE {
+        v2.keys.store.member_remove(id).await
+    } else if method == Method::PUT {
+        match peer_urls(&body) {
+            Ok(urls) => v2.keys.store.member_update(id, urls).await,
+            Err(r) => return r,
+        }
+    } else {
+        return message(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    };
+    match result {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(cairn_api::StoreError::MemberNotFound) => message(StatusCode::NOT_FOUND, &format!("No such member: {id:x}")),
+        Err(e) => change_error(&e),
     }
 }
 

@@ -33,6 +33,7 @@ pub fn routes<S: Store>(store: S, config: HttpConfig) -> axum::Router {
         .route("/v2/members", any(members::members::<S>))
         .route("/v2/members/", any(members::members::<S>))
         .route("/v2/members/leader", get(members::member_leader::<S>))
+        .route("/v2/members/{id}", any(members::member::<S>))
         .route("/v2/machines", get(members::machines::<S>))
         .route("/v2/stats/self", get(members::stats_self::<S>))
         .route("/v2/stats/leader", get(members::stats_leader::<S>))
