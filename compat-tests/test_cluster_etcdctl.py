@@ -272,3 +272,26 @@ def test_one_member_grows_to_three(side, make_cluster, tmp_path):
         r = m.etcdctl("get", "before", "--print-value-only")
         assert r.rc == 0 and r.stdout.strip() == b"growth", r.text()
     assert len(members_json(c)) == 3
+
+
+def test_cairn_promotes_a_caught_up_learner_by_itself(request, tmp_path):
+    """Beyond etcd: with --auto-promote-learners a learner becomes a voter once caught up."""
+    c = Cluster("cairn", tmp_path / "auto", 3, extra=["--auto-promote-learners"])
+    request.addfinalizer(c.stop)
+    c.start()
+    for i in range(50):
+        assert c.etcdctl("put", f"k{i}", "v").rc == 0
+    ports = harness.free_ports(2)
+    m4 = Member("cairn", "m4", tmp_path / "auto", ports[0], ports[1])
+    m4.extra = ["--auto-promote-learners"]
+    r = c.etcdctl("member", "add", "m4", "--learner", f"--peer-urls={m4.peer_url}")
+    assert r.rc == 0, r.text()
+    assert any(m.get("isLearner") for m in members_json(c)), "added as a learner first"
+    c.members.append(m4)
+    m4.start(re.search(rb'ETCD_INITIAL_CLUSTER="([^"]+)"', r.stdout).group(1).decode(), state="existing")
+    wait_for(
+        "m4 to be promoted without `member promote`",
+        lambda: (lambda ms: any(x.get("name") == "m4" and not x.get("isLearner") for x in ms))(members_json(c)),
+    )
+    r = m4.etcdctl("get", "k49", "--print-value-only")
+    assert r.rc == 0 and r.stdout.strip() == b"v", r.text()
