@@ -4,6 +4,7 @@
 
 mod config;
 mod listen;
+mod resp;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,6 +44,8 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let node_config = flags.node_config()?;
     // Bind first: a taken port is reported before anything is written to disk.
     let listeners = listen::bind_all(&flags.listen_client_urls).await?;
+    let redis_urls = resp::urls(&flags.listen_redis_urls);
+    let redis_listeners = resp::bind_all(&redis_urls).await?;
     let node = CairnNode::open(node_config).await?;
     if !node.wait_for_leader(Duration::from_secs(10)).await {
         tracing::warn!("no leader yet; serving anyway (requests fail with 'no leader' until one is elected)");
@@ -54,8 +57,15 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         "ready to serve client requests on {}",
         flags.listen_client_urls.join(",")
     );
+    if !redis_urls.is_empty() {
+        tracing::info!("serving RESP (Redis protocol) clients on {}", redis_urls.join(","));
+    }
+    let (stop_redis, redis_stopped) = tokio::sync::watch::channel(false);
+    let mut redis = resp::spawn_all(redis_listeners, node.clone(), flags.max_request_bytes, flags.max_txn_ops, redis_stopped);
     let routes = cairn_etcd_v3::routes(node.clone(), flags.max_request_bytes);
     let result = listen::serve(listeners, routes, shutdown_signal()).await;
+    let _ = stop_redis.send(true);
+    while redis.join_next().await.is_some() {}
     node.shutdown().await;
     tracing::info!("stopped");
     result
