@@ -14,6 +14,7 @@
 //! does. Errors are Redis's texts ([`errors`]). Like the etcd adapter, this crate is generic
 //! over the core's traits and never names Raft or RocksDB.
 
+pub mod batch;
 pub mod errors;
 pub mod expiry;
 pub mod glob;
@@ -61,7 +62,12 @@ pub struct Shared<S> {
     pub next_client_id: AtomicU64,
     pub clients: AtomicUsize,
     pub started: Instant,
+    /// The group commit's queue ([`batch`]).
+    pub batcher: tokio::sync::mpsc::UnboundedSender<batch::Job>,
 }
+
+/// Most commands taken from one read before their replies are written.
+const MAX_PIPELINE: usize = 1024;
 
 /// Pub/sub messages waiting for a slow subscriber before its watch waits in turn.
 const OUTBOX: usize = 1024;
@@ -71,8 +77,10 @@ pub async fn serve<S>(listener: TcpListener, store: S, config: Config, shutdown:
 where
     S: Kv + Lease + Watch + Maintenance,
 {
+    let batcher = batch::spawn(store.clone(), config.max_txn_ops);
     let shared = Arc::new(Shared {
         store,
+        batcher,
         config,
         cursors: scan::Cursors::default(),
         next_client_id: AtomicU64::new(0),
@@ -127,28 +135,44 @@ where
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     loop {
+        // Every whole command that arrived (a pipeline), then a protocol error if one follows.
+        let mut cmds = Vec::new();
+        let mut bad = None;
         loop {
             match request::parse(&input, max_bulk) {
                 Parsed::Incomplete => break,
                 Parsed::Error(text) => {
-                    encode(&mut output, &Reply::err(format!("ERR Protocol error: {text}")), session.proto);
-                    let _ = stream.write_all(&output).await;
-                    return;
+                    bad = Some(text);
+                    break;
                 }
                 Parsed::Command { consumed, args } => {
                     input.advance(consumed);
-                    if args.is_empty() {
-                        continue;
+                    if !args.is_empty() {
+                        cmds.push(args);
                     }
-                    for reply in session.handle(args).await {
-                        encode(&mut output, &reply, session.proto);
-                    }
-                    if session.closing {
-                        let _ = stream.write_all(&output).await;
-                        return;
+                    if cmds.len() >= MAX_PIPELINE {
+                        break;
                     }
                 }
             }
+        }
+        let more = cmds.len() >= MAX_PIPELINE;
+        session.handle_pipeline(cmds, &mut output).await;
+        if session.closing {
+            let _ = stream.write_all(&output).await;
+            return;
+        }
+        if let Some(text) = bad {
+            encode(&mut output, &Reply::err(format!("ERR Protocol error: {text}")), session.proto);
+            let _ = stream.write_all(&output).await;
+            return;
+        }
+        if more {
+            if stream.write_all(&output).await.is_err() {
+                return;
+            }
+            output.clear();
+            continue;
         }
         if input.len() > max_pending {
             tracing::warn!("closing a RESP connection whose request exceeds {max_pending} bytes");

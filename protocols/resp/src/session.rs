@@ -17,10 +17,13 @@ use crate::reply::Reply;
 use crate::request::string2ll;
 use crate::table::{self, Spec};
 use crate::tx::{Commit, Tx};
-use crate::{expiry, keys, scan, strings, Shared};
+use crate::batch::{is_data, run_data, Job};
+use crate::{scan, Shared};
 
-/// Attempts of a command whose reads keep changing under it before giving up.
+/// Attempts of an EXEC whose reads keep changing under it before giving up.
 const MAX_ATTEMPTS: usize = 64;
+/// Most commands (and most keys) of a pipeline run as one txn.
+const MAX_GROUP: usize = 64;
 
 /// The Redis version Cairn reports: the command set and replies it follows.
 pub const REDIS_VERSION: &str = "7.0.0";
@@ -41,29 +44,6 @@ pub struct Session<S> {
     local: String,
     started: Instant,
     last_cmd: String,
-}
-
-/// Data commands: they run in a [`Tx`].
-fn is_data(name: &str) -> bool {
-    matches!(
-        name,
-        "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "mget" | "mset" | "msetnx"
-            | "incr" | "decr" | "incrby" | "decrby" | "append" | "strlen" | "del" | "unlink" | "exists" | "type"
-            | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl" | "pttl" | "persist"
-    )
-}
-
-async fn run_data<S: Kv + Lease>(tx: &mut Tx<'_, S>, name: &str, args: &[Bytes]) -> StoreResult<Reply> {
-    if let Some(r) = strings::run(tx, name, args).await? {
-        return Ok(r);
-    }
-    if let Some(r) = expiry::run(tx, name, args).await? {
-        return Ok(r);
-    }
-    if let Some(r) = keys::run(tx, name, args).await? {
-        return Ok(r);
-    }
-    Ok(unknown_command(args))
 }
 
 impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
@@ -133,6 +113,61 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
             "exec" => vec![self.exec().await],
             _ => vec![self.command(spec, &name, &args).await],
         }
+    }
+
+    /// Runs every command of a pipeline, encoding each reply into `out` in the protocol in
+    /// force when it was answered. Consecutive data commands are run as one [`Tx`] (one Raft
+    /// entry instead of one each): the group still takes effect atomically and in order, so each
+    /// command's effect lies between its request and its reply, as linearizability asks.
+    pub async fn handle_pipeline(&mut self, cmds: Vec<Vec<Bytes>>, out: &mut bytes::BytesMut) {
+        let mut i = 0;
+        while i < cmds.len() && !self.closing {
+            let mut j = i;
+            let mut keys = 0;
+            while j < cmds.len() && j - i < MAX_GROUP {
+                match self.groupable(&cmds[j]) {
+                    Some(k) if keys + k <= MAX_GROUP => keys += k,
+                    _ => break,
+                }
+                j += 1;
+            }
+            if j - i >= 2 {
+                for r in self.group(&cmds[i..j]).await {
+                    crate::reply::encode(out, &r, self.proto);
+                }
+                i = j;
+            } else {
+                for r in self.handle(cmds[i].clone()).await {
+                    crate::reply::encode(out, &r, self.proto);
+                }
+                i += 1;
+            }
+        }
+    }
+
+    /// How many keys `args` touches, when it may join a group of data commands.
+    fn groupable(&self, args: &[Bytes]) -> Option<usize> {
+        if self.multi.is_some() || (self.proto == 2 && self.subs.count() > 0) {
+            return None;
+        }
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+        let spec = table::lookup(&name)?;
+        (is_data(&name) && spec.arity_ok(args.len())).then(|| spec.keys(args).len().max(1))
+    }
+
+    /// Data commands as one job of the group commit ([`crate::batch`]).
+    async fn group(&mut self, cmds: &[Vec<Bytes>]) -> Vec<Reply> {
+        self.submit(cmds.to_vec()).await
+    }
+
+    async fn submit(&self, cmds: Vec<Vec<Bytes>>) -> Vec<Reply> {
+        let n = cmds.len();
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job = Job { cmds, consistency: self.consistency, done };
+        if self.shared.batcher.send(job).is_err() {
+            return vec![store_error(&StoreError::Stopped); n];
+        }
+        answer.await.unwrap_or_else(|_| vec![store_error(&StoreError::Stopped); n])
     }
 
     async fn command(&mut self, spec: &Spec, name: &str, args: &[Bytes]) -> Reply {
@@ -225,29 +260,9 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
         self.consistency = ReadConsistency::Linearizable;
     }
 
-    /// One data command, retried on conflict.
-    async fn data(&mut self, name: &str, args: &[Bytes]) -> Reply {
-        let shared = self.shared.clone();
-        for _ in 0..MAX_ATTEMPTS {
-            let mut tx = Tx::new(&shared.store, self.consistency, shared.config.max_txn_ops);
-            let reply = match run_data(&mut tx, name, args).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tx.abort().await;
-                    return store_error(&e);
-                }
-            };
-            if reply.is_error() {
-                tx.abort().await;
-                return reply;
-            }
-            match tx.commit().await {
-                Ok(Commit::Done) => return reply,
-                Ok(Commit::Conflict) => continue,
-                Err(e) => return store_error(&e),
-            }
-        }
-        store_error(&StoreError::Timeout)
+    /// One data command, through the group commit.
+    async fn data(&mut self, _name: &str, args: &[Bytes]) -> Reply {
+        self.submit(vec![args.to_vec()]).await.pop().unwrap_or_else(|| store_error(&StoreError::Stopped))
     }
 
     async fn watch(&mut self, keys: &[Bytes]) -> StoreResult<Reply> {

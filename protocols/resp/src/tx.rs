@@ -50,6 +50,9 @@ pub struct Tx<'a, S> {
     max_txn_ops: usize,
     /// Keys read from the store: what was seen (`None`: missing).
     reads: HashMap<Vec<u8>, Option<Entry>>,
+    /// The keys a command actually looked at: only these are compared at commit (a prefetched
+    /// key that only gets a blind write must not make the write conflict).
+    consulted: std::collections::HashSet<Vec<u8>>,
     /// Final writes, in first-write order.
     writes: Vec<(Vec<u8>, Write)>,
     /// Extra guards (WATCH): key and the mod_revision it must still have.
@@ -65,6 +68,7 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
             consistency,
             max_txn_ops,
             reads: HashMap::new(),
+            consulted: std::collections::HashSet::new(),
             writes: Vec::new(),
             guards: Vec::new(),
             granted: Vec::new(),
@@ -91,10 +95,10 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
                 Write::Delete => None,
             });
         }
-        if let Some(seen) = self.reads.get(key) {
-            return Ok(seen.clone());
+        if !self.reads.contains_key(key) {
+            self.prefetch(&[key.to_vec()]).await?;
         }
-        self.prefetch(&[key.to_vec()]).await?;
+        self.consulted.insert(key.to_vec());
         Ok(self.reads.get(key).cloned().flatten())
     }
 
@@ -178,6 +182,7 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
         let mut compare: Vec<Compare> = self
             .reads
             .iter()
+            .filter(|(k, _)| self.consulted.contains(*k))
             .map(|(k, e)| cmp_mod(k.clone(), e.as_ref().map_or(0, |e| e.mod_revision)))
             .collect();
         compare.extend(self.guards.iter().map(|(k, rev)| cmp_mod(k.clone(), *rev)));
