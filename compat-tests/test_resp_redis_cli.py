@@ -108,3 +108,48 @@ def test_redis_benchmark_completes_without_errors(cairn):  # noqa: F811
     assert "error" not in out.lower(), out
     # Every INCR of the benchmark landed on its one key.
     assert cli(cairn.redis_addr, "GET", "counter:__rand_int__")[1] == f"{BENCH_N}\n"
+
+
+def test_interactive_terminal_session(cairn):  # noqa: F811
+    """redis-cli on a terminal (a pty): line editing, typed commands, `help` (redis-cli asks
+    the server for COMMAND DOCS and falls back to its own help table)."""
+    import pty
+    import select
+    import time
+
+    host, port = cairn.redis_addr
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: redis-cli on the pty
+        os.execvp(require("redis-cli"), ["redis-cli", "-h", host, "-p", str(port)])
+    out = b""
+
+    def pump(seconds):
+        nonlocal out
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return
+            out += data
+            if b"\x1b[6n" in data:  # linenoise asks where the cursor is
+                os.write(fd, b"\x1b[1;1R")
+
+    try:
+        pump(2)
+        for line in [b"set tty 41", b"incr tty", b"help set", b"quit"]:
+            os.write(fd, line + b"\r")
+            pump(2)
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert "(integer) 42" in text, text[-2000:]
+    assert "summary:" in text and "Set the string value of a key" in text, text[-2000:]
+    assert cli(cairn.redis_addr, "GET", "tty")[1] == "42\n"

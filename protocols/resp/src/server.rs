@@ -28,7 +28,7 @@ fn entry(s: &Spec) -> Reply {
     ])
 }
 
-/// COMMAND, COMMAND COUNT, COMMAND INFO, COMMAND LIST, COMMAND DOCS.
+/// COMMAND, COMMAND COUNT, COMMAND INFO, COMMAND LIST.
 pub fn command(args: &[Bytes]) -> Reply {
     let Some(sub) = args.get(1) else {
         return Reply::Array(table::COMMANDS.iter().map(entry).collect());
@@ -47,8 +47,7 @@ pub fn command(args: &[Bytes]) -> Reply {
             Reply::Array(names)
         }
         b"list" => Reply::Array(table::COMMANDS.iter().map(|s| Reply::bulk(s.name)).collect()),
-        // No documentation is served: clients fall back to their built-in help.
-        b"docs" => Reply::Map(vec![]),
+        // DOCS is not served: its error makes redis-cli fall back to its built-in help table.
         _ => unknown_subcommand(sub, "command"),
     }
 }
