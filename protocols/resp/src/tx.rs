@@ -57,6 +57,8 @@ pub struct Tx<'a, S> {
     writes: Vec<(Vec<u8>, Write)>,
     /// Extra guards (WATCH): key and the mod_revision it must still have.
     guards: Vec<(Vec<u8>, i64)>,
+    /// Leases this tx's writes will use, granted (all at once) only when the tx commits.
+    to_grant: Vec<(LeaseId, i64)>,
     /// Leases granted for this tx's writes.
     granted: Vec<LeaseId>,
 }
@@ -71,6 +73,7 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
             consulted: std::collections::HashSet::new(),
             writes: Vec::new(),
             guards: Vec::new(),
+            to_grant: Vec::new(),
             granted: Vec::new(),
         }
     }
@@ -159,12 +162,59 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
     }
 
     /// A new lease that ends in `ms` milliseconds, rounded up to whole seconds (leases count in
-    /// seconds; the core raises a TTL below its minimum to that minimum).
+    /// seconds; the core raises a TTL below its minimum to that minimum). Its id is chosen here
+    /// and it is granted when the tx commits, together with the tx's other new leases, so a
+    /// group of SET ... EX costs one round of grants and none when nothing is written.
     pub async fn grant(&mut self, ms: i64) -> StoreResult<LeaseId> {
-        let ttl = ms.saturating_add(999) / 1000;
-        let resp = self.store.lease_grant(LeaseGrantRequest { ttl: ttl.max(1), id: 0 }).await?;
-        self.granted.push(resp.id);
-        Ok(resp.id)
+        let ttl = (ms.saturating_add(999) / 1000).max(1);
+        let id = loop {
+            // A random positive id: a clash with an existing lease fails the grant, and the
+            // command is run again with another id.
+            let id = (rand::random::<u64>() >> 1) as i64;
+            if id != 0 {
+                break id;
+            }
+        };
+        self.to_grant.push((id, ttl));
+        Ok(id)
+    }
+
+    /// Grants the leases the writes use.
+    async fn grant_pending(&mut self) -> StoreResult<()> {
+        let used: Vec<LeaseId> = self
+            .writes
+            .iter()
+            .filter_map(|(_, w)| match w {
+                Write::Put { lease, .. } => Some(*lease),
+                Write::Delete => None,
+            })
+            .collect();
+        let wanted: Vec<(LeaseId, i64)> = std::mem::take(&mut self.to_grant).into_iter().filter(|(id, _)| used.contains(id)).collect();
+        let store = self.store;
+        let results = futures::future::join_all(
+            wanted.iter().map(|(id, ttl)| store.lease_grant(LeaseGrantRequest { ttl: *ttl, id: *id })),
+        )
+        .await;
+        let mut first_err = None;
+        for r in results {
+            match r {
+                Ok(g) => self.granted.push(g.id),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(StoreError::LeaseExists) => {
+                self.release_granted(&[]).await;
+                Err(StoreError::LeaseExists)
+            }
+            Some(e) => {
+                self.release_granted(&[]).await;
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Milliseconds left on `lease` (-1: the lease is gone).
@@ -176,8 +226,13 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
     /// Sends the writes; see the module doc.
     pub async fn commit(mut self) -> StoreResult<Commit> {
         if self.writes.is_empty() && self.guards.is_empty() {
-            self.release_granted(&[]).await;
             return Ok(Commit::Done);
+        }
+        match self.grant_pending().await {
+            Ok(()) => {}
+            // An id clash: run the command again (with new ids).
+            Err(StoreError::LeaseExists) => return Ok(Commit::Conflict),
+            Err(e) => return Err(e),
         }
         let mut compare: Vec<Compare> = self
             .reads
@@ -237,9 +292,8 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
         old_leases.retain(|l| *l != 0 && !used.contains(l));
         old_leases.sort_unstable();
         old_leases.dedup();
-        for lease in old_leases {
-            revoke_if_unused(self.store, lease).await;
-        }
+        let store = self.store;
+        futures::future::join_all(old_leases.into_iter().map(|lease| revoke_if_unused(store, lease))).await;
         Ok(Commit::Done)
     }
 
@@ -250,11 +304,9 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
 
     /// Revokes the leases this tx granted that `used` does not name.
     async fn release_granted(&mut self, used: &[LeaseId]) {
-        for lease in std::mem::take(&mut self.granted) {
-            if !used.contains(&lease) {
-                let _ = self.store.lease_revoke(lease).await;
-            }
-        }
+        let store = self.store;
+        let unused: Vec<LeaseId> = std::mem::take(&mut self.granted).into_iter().filter(|l| !used.contains(l)).collect();
+        futures::future::join_all(unused.into_iter().map(|l| store.lease_revoke(l))).await;
     }
 
     /// Results of the writes so far, for commands that report counts.
