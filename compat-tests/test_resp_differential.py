@@ -175,6 +175,10 @@ SCENARIOS = {
         ["SET", "g", "v"], ["GETEX", "g"], ["GETEX", "g", "EX", "100"], TTL(["TTL", "g"], 100), ["GETEX", "g", "PERSIST"],
         ["TTL", "g"], ["GETEX", "g", "PERSIST", "EX", "1"], ["GETEX", "g", "EX", "0"], ["GETEX", "g", "FOO"],
         ["GETEX", "nope", "EX", "10"], ["GETEX", "g", "PXAT", "1"], ["EXISTS", "g"],
+        ["SET", "e", "v", "EX", "10", "EX", "20"], ["SET", "e", "v", "GET", "GET"], ["SET", "e", "v", "EX", "10", "PX", "20"],
+        ["SET", "e", "v", "PXAT", "9223372036854775807"], ["EXISTS", "e"], ["EXPIRE", "e", "-9223372036854775808"],
+        ["PEXPIREAT", "e", "-9223372036854775808"], ["EXISTS", "e"], ["GETEX", "g", "KEEPTTL"],
+        ["GETEX", "e", "EXAT", "99999999999999999"],
     ],
     "arity-and-unknown": [
         ["GET"], ["GET", "a", "b"], ["SET", "k"], ["SETNX", "k"], ["SETEX", "k", "1"], ["MGET"], ["MSET", "a"],
@@ -201,6 +205,7 @@ SCENARIOS = {
         ["WATCH", "a"], C2(["GET", "a"]), ["MULTI"], ["SET", "b", "2"], ["EXEC"], ["GET", "b"],
         ["WATCH", "nope"], C2(["SET", "nope", "1"]), ["MULTI"], ["PING"], ["EXEC"],
         ["MULTI"], ["PING"], ["ECHO", "e"], ["MSET", "x", "1", "y", "2"], ["MGET", "x", "y"], ["DEL", "x"], ["EXEC"],
+        ["MULTI"], ["SUBSCRIBE", "ch"], ["EXEC"], ["RESET"], ["PING"], ["COMMAND", "COUNT", "x"], ["SCAN", "-1"],
     ],
     "pubsub": [
         M(["SUBSCRIBE", "a", "b", "a"], 3), ["GET", "x"], ["PING"], ["PING", "p"], M(["UNSUBSCRIBE", "b", "zz"], 2),

@@ -106,8 +106,24 @@ async fn worker<S: Kv + Lease>(store: S, max_keys: usize, mut rx: mpsc::Unbounde
             keys += k;
             jobs.push(next);
         }
-        let cmds: Vec<&[Bytes]> = jobs.iter().flat_map(|j| j.cmds.iter().map(Vec::as_slice)).collect();
-        let mut replies = run_group(&store, consistency, max_keys, &cmds).await.into_iter();
+        let cmds: Vec<Vec<Bytes>> = jobs.iter().flat_map(|j| j.cmds.iter().cloned()).collect();
+        let n = cmds.len();
+        // In a task of its own: a bug that panics fails this group's commands, not the worker.
+        let group = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let refs: Vec<&[Bytes]> = cmds.iter().map(Vec::as_slice).collect();
+                run_group(&store, consistency, max_keys, &refs).await
+            }
+        });
+        let replies = match group.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("a RESP command group failed: {e}");
+                vec![Reply::err("ERR internal error"); n]
+            }
+        };
+        let mut replies = replies.into_iter();
         for job in jobs {
             let mine: Vec<Reply> = replies.by_ref().take(job.cmds.len()).collect();
             let _ = job.done.send(mine);

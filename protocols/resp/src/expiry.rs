@@ -26,7 +26,7 @@ pub struct Deadline(pub i64);
 
 impl Deadline {
     pub fn remaining_ms(self) -> i64 {
-        self.0 - now_ms()
+        self.0.saturating_sub(now_ms())
     }
 
     /// Already past: the key is deleted rather than given a lease.
@@ -108,7 +108,7 @@ async fn expire<S: Kv + Lease>(tx: &mut Tx<'_, S>, name: &str, args: &[Bytes]) -
     let Some(when) = when else { return Ok(invalid_expire(name)) };
     let key = &args[1];
     let Some(cur) = remaining(tx, key).await? else { return Ok(Reply::Int(0)) };
-    let new_ms = when - now_ms();
+    let new_ms = when.saturating_sub(now_ms());
     // A key without TTL counts as an infinite TTL for GT and LT.
     let allowed = if flags.nx {
         cur == -1

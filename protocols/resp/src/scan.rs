@@ -82,7 +82,9 @@ pub async fn dbsize<S: Kv>(store: &S, consistency: ReadConsistency) -> StoreResu
 }
 
 pub async fn scan<S: Kv>(store: &S, consistency: ReadConsistency, cursors: &Cursors, args: &[Bytes]) -> StoreResult<Reply> {
-    let cursor = match std::str::from_utf8(&args[1]).ok().and_then(|s| s.parse::<u64>().ok()) {
+    // Redis reads the cursor with strtoul: a negative number wraps around.
+    let text = std::str::from_utf8(&args[1]).ok();
+    let cursor = match text.and_then(|s| s.parse::<u64>().ok().or_else(|| s.parse::<i64>().ok().map(|n| n as u64))) {
         Some(c) => c,
         None => return Ok(Reply::err(errors::INVALID_CURSOR)),
     };

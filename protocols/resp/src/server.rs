@@ -34,7 +34,8 @@ pub fn command(args: &[Bytes]) -> Reply {
         return Reply::Array(table::COMMANDS.iter().map(entry).collect());
     };
     match sub.to_ascii_lowercase().as_slice() {
-        b"count" => Reply::Int(table::COMMANDS.len() as i64),
+        b"count" if args.len() == 2 => Reply::Int(table::COMMANDS.len() as i64),
+        b"count" => Reply::err("ERR wrong number of arguments for 'command|count' command"),
         b"info" => {
             let names: Vec<Reply> = if args.len() == 2 {
                 table::COMMANDS.iter().map(entry).collect()

@@ -317,9 +317,8 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
                         }
                     }
                 } else {
-                    let spec = table::lookup(&name).expect("queued commands are known");
-                    let r = Box::pin(self.command(spec, &name, args)).await;
-                    replies.push(r);
+                    let mut r = Box::pin(self.handle(args.clone())).await;
+                    replies.push(if r.len() == 1 { r.remove(0) } else { Reply::Array(r) });
                 }
             }
             match tx.commit().await {

@@ -43,7 +43,10 @@ pub fn parse_set_options(args: &[Bytes], getex: bool) -> Result<SetOptions, Repl
             b"GET" if !getex => o.get = true,
             b"KEEPTTL" if !getex && !o.persist && o.expire.is_none() => o.keepttl = true,
             b"PERSIST" if getex && !o.keepttl && o.expire.is_none() => o.persist = true,
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" if !o.keepttl && !o.persist && o.expire.is_none() && next.is_some() => {
+            b"EX" | b"PX" | b"EXAT" | b"PXAT"
+                if !o.keepttl && !o.persist && next.is_some() && o.expire.as_ref().is_none_or(|(u, _)| u.as_bytes() == opt.as_slice()) =>
+            {
+                // Redis refuses two different expiry options but takes the same one twice.
                 let name = match opt.as_slice() {
                     b"EX" => "EX",
                     b"PX" => "PX",
@@ -192,6 +195,8 @@ async fn set<S: Kv + Lease>(tx: &mut Tx<'_, S>, cmd: &str, key: &[u8], value: Ve
 }
 
 async fn getex<S: Kv + Lease>(tx: &mut Tx<'_, S>, key: &[u8], o: SetOptions) -> StoreResult<Reply> {
+    // Redis looks the key up before it checks the expiry time.
+    let Some(old) = tx.get(key).await? else { return Ok(Reply::Nil) };
     let deadline = match &o.expire {
         Some((unit, raw)) => match deadline("getex", unit, raw) {
             Ok(d) => Some(d),
@@ -199,7 +204,6 @@ async fn getex<S: Kv + Lease>(tx: &mut Tx<'_, S>, key: &[u8], o: SetOptions) -> 
         },
         None => None,
     };
-    let Some(old) = tx.get(key).await? else { return Ok(Reply::Nil) };
     match deadline {
         Some(d) if d.expired() => tx.delete(key),
         Some(d) => {

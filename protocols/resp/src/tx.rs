@@ -166,7 +166,8 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
     /// and it is granted when the tx commits, together with the tx's other new leases, so a
     /// group of SET ... EX costs one round of grants and none when nothing is written.
     pub async fn grant(&mut self, ms: i64) -> StoreResult<LeaseId> {
-        let ttl = (ms.saturating_add(999) / 1000).max(1);
+        // Beyond the largest lease TTL (about 285 years) the key gets the largest lease.
+        let ttl = (ms.saturating_add(999) / 1000).clamp(1, cairn_api::MAX_LEASE_TTL);
         let id = loop {
             // A random positive id: a clash with an existing lease fails the grant, and the
             // command is run again with another id.
