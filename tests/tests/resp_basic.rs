@@ -296,3 +296,22 @@ fn resp_listener_takes_a_redis_url_and_can_be_off() {
     let off = Cairn::start_with(&dir.path().join("b"), &["--listen-redis-urls", "off"]);
     assert!(!off.log().contains("serving RESP"), "RESP is off:\n{}", off.log());
 }
+
+#[test]
+fn reads_can_be_serializable_per_connection_and_info_reports_raft() {
+    let (_d, s) = server();
+    let mut c = Resp::connect(&s.redis_addr());
+    assert_eq!(c.cmd(&["CAIRN.CONSISTENCY"]), "$12\r\nlinearizable\r\n");
+    assert_eq!(c.cmd(&["SET", "k", "v", "EX", "100"]), "+OK\r\n");
+    assert_eq!(c.cmd(&["CAIRN.CONSISTENCY", "serializable"]), "+OK\r\n");
+    assert_eq!(c.cmd(&["CAIRN.CONSISTENCY"]), "$12\r\nserializable\r\n");
+    assert_eq!(c.cmd(&["GET", "k"]), "$1\r\nv\r\n");
+    assert_eq!(c.cmd(&["CAIRN.CONSISTENCY", "eventual"]), "-ERR syntax error\r\n");
+    let info = c.cmd(&["INFO"]);
+    for line in ["# Server\r\n", "redis_version:7.0.0\r\n", "# Replication\r\nrole:master\r\n", "db0:keys=1,expires=1,avg_ttl=0\r\n"] {
+        assert!(info.contains(line), "INFO lacks {line:?}:\n{info}");
+    }
+    let replication = c.cmd(&["INFO", "replication"]);
+    assert!(replication.contains("role:master") && !replication.contains("# Server"), "{replication}");
+    assert_eq!(c.int(&["DBSIZE"]), 1);
+}

@@ -91,13 +91,26 @@ pub async fn info<S: Kv + Lease + Watch + Maintenance>(session: &Session<S>, sto
         ));
     }
     if want("keyspace") {
-        let resp = store
-            .range(RangeRequest { key: vec![0], range_end: vec![0], keys_only: true, consistency: session.consistency(), ..Default::default() })
-            .await?;
-        let expires = resp.kvs.iter().filter(|kv| kv.lease != 0).count();
+        // Counting the keys with a TTL means reading every key: done up to EXPIRES_SCAN_MAX keys;
+        // above that `expires` is not counted (reported as 0).
+        const EXPIRES_SCAN_MAX: i64 = 100_000;
+        let all = |count_only| RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            keys_only: true,
+            count_only,
+            consistency: session.consistency(),
+            ..Default::default()
+        };
+        let count = store.range(all(true)).await?.count;
+        let expires = if count <= EXPIRES_SCAN_MAX {
+            store.range(all(false)).await?.kvs.iter().filter(|kv| kv.lease != 0).count()
+        } else {
+            0
+        };
         let mut s = "# Keyspace\r\n".to_string();
-        if resp.count > 0 {
-            s.push_str(&format!("db0:keys={},expires={},avg_ttl=0\r\n", resp.count, expires));
+        if count > 0 {
+            s.push_str(&format!("db0:keys={count},expires={expires},avg_ttl=0\r\n"));
         }
         sections.push(s);
     }
