@@ -81,6 +81,8 @@ pub fn deadline(cmd: &str, unit: &str, raw: &[u8]) -> Result<Deadline, Reply> {
 
 /// GET, SET, SETNX, SETEX, PSETEX, GETSET, GETDEL, GETEX, MGET, MSET, MSETNX, INCR, DECR,
 /// INCRBY, DECRBY, APPEND, STRLEN. `None` when `name` is none of them.
+// `usize::is_multiple_of` needs Rust 1.87; the workspace's rust-version is 1.85.
+#[allow(unknown_lints, clippy::manual_is_multiple_of)]
 pub async fn run<S: Kv + Lease>(tx: &mut Tx<'_, S>, name: &str, args: &[Bytes]) -> StoreResult<Option<Reply>> {
     let reply = match name {
         "get" => value_of(&tx.get(&args[1]).await?),
