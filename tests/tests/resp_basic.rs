@@ -315,3 +315,24 @@ fn reads_can_be_serializable_per_connection_and_info_reports_raft() {
     assert!(replication.contains("role:master") && !replication.contains("# Server"), "{replication}");
     assert_eq!(c.int(&["DBSIZE"]), 1);
 }
+
+#[test]
+fn multi_key_commands_beyond_the_txn_limit() {
+    let (_d, s) = server();
+    let mut c = Resp::connect(&s.redis_addr());
+    let names: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+    let mut mset = vec!["MSET".to_string()];
+    for n in &names {
+        mset.extend([n.clone(), n.clone()]);
+    }
+    let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    assert_eq!(c.cmd(&mset), "+OK\r\n", "MSET writes in several txns");
+    let mut exists = vec!["EXISTS"];
+    exists.extend(names.iter().map(String::as_str));
+    assert_eq!(c.int(&exists), 200);
+    let mut del = vec!["DEL"];
+    del.extend(names.iter().map(String::as_str));
+    assert_eq!(c.cmd(&del), "-ERR too many keys in one command for Cairn (see --max-txn-ops)\r\n");
+    assert_eq!(c.int(&exists), 200, "the refused DEL deleted nothing");
+    assert_eq!(c.int(&del[..129]), 128);
+}
