@@ -109,10 +109,6 @@ impl Spec {
         }
         out
     }
-
-    pub fn is_write(&self) -> bool {
-        self.flags.contains(&"write")
-    }
 }
 
 #[cfg(test)]

@@ -78,14 +78,6 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
         }
     }
 
-    pub fn store(&self) -> &S {
-        self.store
-    }
-
-    pub fn consistency(&self) -> ReadConsistency {
-        self.consistency
-    }
-
     fn written(&self, key: &[u8]) -> Option<&Write> {
         self.writes.iter().rev().find(|(k, _)| k == key).map(|(_, w)| w)
     }
@@ -206,10 +198,6 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
             }
         }
         match first_err {
-            Some(StoreError::LeaseExists) => {
-                self.release_granted(&[]).await;
-                Err(StoreError::LeaseExists)
-            }
             Some(e) => {
                 self.release_granted(&[]).await;
                 Err(e)
@@ -308,11 +296,6 @@ impl<'a, S: Kv + Lease> Tx<'a, S> {
         let store = self.store;
         let unused: Vec<LeaseId> = std::mem::take(&mut self.granted).into_iter().filter(|l| !used.contains(l)).collect();
         futures::future::join_all(unused.into_iter().map(|l| store.lease_revoke(l))).await;
-    }
-
-    /// Results of the writes so far, for commands that report counts.
-    pub fn pending_writes(&self) -> usize {
-        self.writes.len()
     }
 }
 
