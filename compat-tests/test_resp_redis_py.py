@@ -8,10 +8,9 @@ import threading
 import time
 
 import pytest
+import redis  # redis-py: compat-tests/requirements.txt
 
 from resp_harness import cairn  # noqa: F401  (fixture)
-
-redis = pytest.importorskip("redis", reason="pip install redis (compat-tests/requirements.txt)")
 
 
 def client(srv, **kw):
