@@ -205,6 +205,7 @@ SCENARIOS = {
         ["WATCH", "a"], C2(["GET", "a"]), ["MULTI"], ["SET", "b", "2"], ["EXEC"], ["GET", "b"],
         ["WATCH", "nope"], C2(["SET", "nope", "1"]), ["MULTI"], ["PING"], ["EXEC"],
         ["MULTI"], ["PING"], ["ECHO", "e"], ["MSET", "x", "1", "y", "2"], ["MGET", "x", "y"], ["DEL", "x"], ["EXEC"],
+        ["MULTI"], ["SET", "z", "1"], ["EXEC", "x"], ["EXEC"], ["GET", "z"],
         ["MULTI"], ["SUBSCRIBE", "ch"], ["EXEC"], ["RESET"], ["PING"], ["COMMAND", "COUNT", "x"], ["SCAN", "-1"],
     ],
     "pubsub": [

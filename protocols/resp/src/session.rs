@@ -43,7 +43,6 @@ pub struct Session<S> {
     peer: String,
     local: String,
     started: Instant,
-    last_cmd: String,
 }
 
 impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
@@ -64,7 +63,6 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
             peer,
             local,
             started: Instant::now(),
-            last_cmd: String::new(),
         }
     }
 
@@ -96,6 +94,19 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
         }
         let Some(spec) = spec else { return vec![unknown_command(&args)] };
         if !spec.arity_ok(args.len()) {
+            // As in Redis, a rejected command inside MULTI dooms the transaction; a rejected
+            // EXEC discards it at once.
+            if self.multi.is_some() && name == "exec" {
+                self.multi = None;
+                self.multi_failed = false;
+                self.watched.clear();
+                return vec![Reply::err(format!(
+                    "EXECABORT Transaction discarded because of: wrong number of arguments for '{name}' command"
+                ))];
+            }
+            if self.multi.is_some() {
+                self.multi_failed = true;
+            }
             return vec![wrong_arity(&name)];
         }
         if self.proto == 2
@@ -106,7 +117,6 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
                 "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
             ))];
         }
-        self.last_cmd = name.clone();
         match name.as_str() {
             "subscribe" | "psubscribe" => self.subscribe(&name, &args[1..]).await,
             "unsubscribe" | "punsubscribe" => self.unsubscribe(&name, &args[1..]),
