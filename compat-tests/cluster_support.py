@@ -55,6 +55,8 @@ class Member:
             "--initial-cluster-token", "compat-cluster",
             "--heartbeat-interval", "50",
             "--election-timeout", "500",
+            # Members share one machine: Redis's 6379 would be taken by the first.
+            *(["--listen-redis-urls", "off"] if self.kind == "cairn" else []),
             *self.extra,
         ]
 

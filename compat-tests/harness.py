@@ -353,6 +353,17 @@ class EtcdServer(Server):
 class CairnServer(Server):
     kind = "cairn"
     ready_timeout = CAIRN_READY_TIMEOUT
+    # RESP (Redis protocol) port: a fresh free port per start, so parallel servers never
+    # collide on Redis's default 6379.
+    redis_port: Optional[int] = None
+
+    def _spawn(self) -> None:
+        self.redis_port = free_ports(1)[0]
+        super()._spawn()
+
+    @property
+    def redis_addr(self) -> tuple:
+        return ("127.0.0.1", self.redis_port)
 
     def command(self) -> list:
         c = self.client_port
@@ -368,6 +379,7 @@ class CairnServer(Server):
             "--advertise-client-urls", f"http://127.0.0.1:{c}",
             "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+            "--listen-redis-urls", f"127.0.0.1:{self.redis_port}",
         ]
 
     def probe_ready(self) -> bool:

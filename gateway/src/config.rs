@@ -83,6 +83,11 @@ pub struct Flags {
     #[arg(long, env = "CAIRN_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub watch_progress_notify_interval: std::time::Duration,
 
+    /// Addresses for RESP (Redis protocol) clients: redis://host:port, tcp://host:port or
+    /// host:port (comma-separated); "" or "off" turns RESP off.
+    #[arg(long, env = "CAIRN_LISTEN_REDIS_URLS", value_delimiter = ',', default_value = "127.0.0.1:6379")]
+    pub listen_redis_urls: Vec<String>,
+
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "CAIRN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -108,6 +113,7 @@ const ENV_FLAGS: &[&str] = &[
     "ELECTION_TIMEOUT",
     "LOG_LEVEL",
     "WATCH_PROGRESS_NOTIFY_INTERVAL",
+    "LISTEN_REDIS_URLS",
 ];
 
 /// Parses Go-style durations as etcd's flags take them: `500ms`, `5s`, `10m`, `1h`.

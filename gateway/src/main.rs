@@ -5,6 +5,7 @@
 mod config;
 mod listen;
 mod snapshot_cmd;
+mod resp;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -48,6 +49,8 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let node_config = flags.node_config()?;
     // Bind first: a taken port is reported before anything is written to disk.
     let listeners = listen::bind_all(&flags.listen_client_urls).await?;
+    let redis_urls = resp::urls(&flags.listen_redis_urls);
+    let redis_listeners = resp::bind_all(&redis_urls).await?;
     let peer_listeners = listen::bind_all(&flags.listen_peer_urls).await?;
     let peers = cairn_peer::PeerClients::new();
     let node = CairnNode::open_with(node_config, peers.clone(), std::sync::Arc::new(peers.clone())).await?;
@@ -72,6 +75,11 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         "ready to serve client requests on {}",
         flags.listen_client_urls.join(",")
     );
+    if !redis_urls.is_empty() {
+        tracing::info!("serving RESP (Redis protocol) clients on {}", redis_urls.join(","));
+    }
+    let (stop_redis, redis_stopped) = tokio::sync::watch::channel(false);
+    let mut redis = resp::spawn_all(redis_listeners, node.clone(), flags.max_request_bytes, flags.max_txn_ops, redis_stopped);
     let routes = cairn_etcd_v3::routes(node.clone(), flags.max_request_bytes);
     // HTTP/1.1 and HTTP/2 JSON next to gRPC on the same listeners: the v3 JSON gateway, the v2
     // API, /version and /health.
@@ -84,6 +92,8 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             tracing::warn!("peer listener: {e}");
         }
     }
+    let _ = stop_redis.send(true);
+    while redis.join_next().await.is_some() {}
     node.shutdown().await;
     tracing::info!("stopped");
     result

@@ -250,6 +250,8 @@ impl Cluster {
             cmd.args(["--snapshot-count", &count.to_string()]);
         }
         if self.backend == Backend::Cairn {
+            // Members share one machine: Redis's 6379 would be taken by the first.
+            cmd.args(["--listen-redis-urls", "off"]);
             if let Ok(level) = std::env::var("CAIRN_TEST_LOG_LEVEL") {
                 cmd.args(["--log-level", &level]);
             }

@@ -34,6 +34,8 @@ pub fn free_port() -> u16 {
 pub struct Cairn {
     child: Option<Child>,
     pub port: u16,
+    /// The RESP (Redis protocol) port; 0 when the caller turned RESP off or chose the address.
+    pub redis_port: u16,
     pub data_dir: PathBuf,
     log: PathBuf,
 }
@@ -52,7 +54,8 @@ impl Cairn {
         cairn
     }
 
-    /// Starts cairn without waiting for it.
+    /// Starts cairn without waiting for it. Unless `extra` names `--listen-redis-urls`, RESP
+    /// listens on a free port too (parallel servers must not share Redis's 6379).
     pub fn spawn(data_dir: &Path, port: u16, extra: &[&str]) -> Cairn {
         let url = format!("http://127.0.0.1:{port}");
         // Every member listens for peers; a lone test server gets a free port of its own.
@@ -62,6 +65,12 @@ impl Cairn {
             let peer = format!("http://127.0.0.1:{}", free_port());
             vec!["--listen-peer-urls".into(), peer.clone(), "--initial-advertise-peer-urls".into(), peer]
         };
+        let redis_port = if extra.iter().any(|a| a.starts_with("--listen-redis-urls")) { 0 } else { free_port() };
+        let redis_args: Vec<String> = if redis_port == 0 {
+            Vec::new()
+        } else {
+            vec!["--listen-redis-urls".into(), format!("127.0.0.1:{redis_port}")]
+        };
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let child = Command::new(cairn_bin())
@@ -69,6 +78,7 @@ impl Cairn {
             .arg(data_dir)
             .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
             .args(&peer_args)
+            .args(&redis_args)
             .args(extra)
             // CAIRN_TEST_LOG_LEVEL (e.g. "info,cairn_raft=trace") turns up the servers' logs.
             .args(std::env::var("CAIRN_TEST_LOG_LEVEL").map(|l| vec!["--log-level".to_string(), l]).unwrap_or_default())
@@ -76,11 +86,16 @@ impl Cairn {
             .stderr(log_file)
             .spawn()
             .expect("spawn cairn");
-        Cairn { child: Some(child), port, data_dir: data_dir.to_path_buf(), log }
+        Cairn { child: Some(child), port, redis_port, data_dir: data_dir.to_path_buf(), log }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:<redis_port>`: where RESP clients connect.
+    pub fn redis_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.redis_port)
     }
 
     /// The server's process id (while it runs).
@@ -149,9 +164,11 @@ impl Drop for Cairn {
 }
 
 /// Runs cairn to completion with `args` (for flag and start-up error tests), with a timeout.
+/// RESP is off unless `args` turn it on (parallel servers must not share Redis's 6379).
 pub fn run_cairn(args: &[&str], timeout: Duration) -> Output {
     let peer = format!("http://127.0.0.1:{}", free_port());
     let mut child = Command::new(cairn_bin())
+        .env("CAIRN_LISTEN_REDIS_URLS", "off")
         .args(args)
         .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
         .stdout(Stdio::piped())

@@ -67,6 +67,7 @@ fn etcd_environment_variables_are_honoured() {
         .env("ETCD_DATA_DIR", &data)
         .env("ETCD_LISTEN_CLIENT_URLS", &url)
         .env("CAIRN_NAME", "envname")
+        .env("ETCD_LISTEN_REDIS_URLS", "off")
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

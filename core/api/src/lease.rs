@@ -44,6 +44,9 @@ pub struct LeaseTimeToLiveResponse {
     /// Seconds left; -1 when the lease does not exist.
     pub ttl: i64,
     pub granted_ttl: i64,
+    /// Milliseconds left (-1 when the lease does not exist): `ttl` rounded down to seconds
+    /// loses what RESP's PTTL shows.
+    pub remaining_ms: i64,
     /// The attached keys, when asked for.
     pub keys: Vec<Vec<u8>>,
 }

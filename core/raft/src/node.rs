@@ -1347,9 +1347,10 @@ impl cairn_api::Lease for CairnNode {
                 id,
                 ttl: ((l.deadline_ms - now_ms()).max(0)) / 1000,
                 granted_ttl: l.ttl,
+                remaining_ms: (l.deadline_ms - now_ms()).max(0),
                 keys: attached,
             },
-            None => LeaseTimeToLiveResponse { header, id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
+            None => LeaseTimeToLiveResponse { header, id, ttl: -1, granted_ttl: 0, remaining_ms: -1, keys: Vec::new() },
         })
     }
 
