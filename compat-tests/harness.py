@@ -858,6 +858,8 @@ def step_expectation_problems(step: Step, rec: StepRecord) -> list:
     """What of a step's expected exit code, stderr and stdout its raw result does not show."""
     raw_out = rec.raw.stdout.decode(errors="backslashreplace")
     raw_err = rec.raw.stderr.decode(errors="backslashreplace")
+    # etcd lists a lease's attached keys in Go map order: compare them as a set.
+    raw_out = _ATTACHED_KEYS_RE.sub(lambda m: f"attached keys([{' '.join(sorted(m.group(1).split(' ')))}])", raw_out)
     why = []
     if step.expect_rc is not None and rec.rc != step.expect_rc:
         why.append(f"exit code {rec.rc!r}, expected {step.expect_rc}")
