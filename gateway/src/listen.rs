@@ -15,21 +15,29 @@ async fn resolve(url: &str) -> anyhow::Result<SocketAddr> {
         Some((scheme, _)) => bail!("unsupported URL scheme {scheme:?} in {url} (only http for now)"),
         None => bail!("URL {url} has no scheme (expected http://host:port)"),
     };
-    let hostport = rest.trim_end_matches('/');
+    lookup(url, rest).await
+}
+
+/// The first address `hostport` (from `url`) resolves to.
+pub async fn lookup(url: &str, hostport: &str) -> anyhow::Result<SocketAddr> {
+    let hostport = hostport.trim_end_matches('/');
     let mut addrs = tokio::net::lookup_host(hostport).await.with_context(|| format!("cannot resolve {url}"))?;
     addrs.next().ok_or_else(|| anyhow!("{url} resolves to no address"))
+}
+
+/// Binds `addr` (named `url` in errors), with a one-line reason when it cannot.
+pub async fn bind(url: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow!("cannot listen on {url}: address already in use"),
+        _ => anyhow!("cannot listen on {url}: {e}"),
+    })
 }
 
 /// Binds every URL, failing with a one-line reason on the first that cannot be bound.
 pub async fn bind_all(urls: &[String]) -> anyhow::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
     for url in urls {
-        let addr = resolve(url).await?;
-        let listener = TcpListener::bind(addr).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::AddrInUse => anyhow!("cannot listen on {url}: address already in use"),
-            _ => anyhow!("cannot listen on {url}: {e}"),
-        })?;
-        out.push(listener);
+        out.push(bind(url, resolve(url).await?).await?);
     }
     Ok(out)
 }

@@ -3,7 +3,7 @@
 //! Accepted forms: `redis://host:port`, `tcp://host:port` or bare `host:port`; several are
 //! comma-separated; an empty value or `off` turns RESP off.
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::bail;
 use tokio::net::TcpListener;
 
 /// The addresses to listen on; empty when RESP is off.
@@ -20,21 +20,14 @@ async fn resolve(url: &str) -> anyhow::Result<std::net::SocketAddr> {
         Some((scheme, _)) => bail!("unsupported URL scheme {scheme:?} in --listen-redis-urls {url} (use redis://, tcp:// or host:port)"),
         None => url,
     };
-    let hostport = hostport.trim_end_matches('/');
-    let mut addrs = tokio::net::lookup_host(hostport).await.with_context(|| format!("cannot resolve {url}"))?;
-    addrs.next().ok_or_else(|| anyhow!("{url} resolves to no address"))
+    crate::listen::lookup(url, hostport).await
 }
 
 /// Binds every RESP URL, failing with a one-line reason on the first that cannot be bound.
 pub async fn bind_all(urls: &[String]) -> anyhow::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
     for url in urls {
-        let addr = resolve(url).await?;
-        let listener = TcpListener::bind(addr).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::AddrInUse => anyhow!("cannot listen on {url}: address already in use"),
-            _ => anyhow!("cannot listen on {url}: {e}"),
-        })?;
-        out.push(listener);
+        out.push(crate::listen::bind(url, resolve(url).await?).await?);
     }
     Ok(out)
 }

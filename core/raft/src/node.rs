@@ -119,7 +119,13 @@ struct Inner {
     cluster_id: u64,
     config: NodeConfig,
     link: Arc<dyn PeerLink>,
+    /// The backend size as last measured, and when (ms): the quota check on the write path
+    /// measures at most every [`DB_SIZE_REFRESH_MS`].
+    db_size: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicI64),
 }
+
+/// How stale the backend size the quota check uses may be.
+const DB_SIZE_REFRESH_MS: i64 = 100;
 
 /// A running member of a Cairn cluster.
 #[derive(Clone)]
@@ -255,7 +261,18 @@ impl CairnNode {
         let metrics = raft.metrics();
         let (proposals, queue) = tokio::sync::mpsc::channel(4 * MAX_BATCH_COMMANDS);
         let node = CairnNode {
-            inner: Arc::new(Inner { raft, proposals, hub, db, metrics, member_id, cluster_id, config, link }),
+            inner: Arc::new(Inner {
+                raft,
+                proposals,
+                hub,
+                db,
+                metrics,
+                member_id,
+                cluster_id,
+                config,
+                link,
+                db_size: Default::default(),
+            }),
         };
         tokio::spawn(propose_batches(Arc::downgrade(&node.inner), queue));
         tokio::spawn(expire_leases(Arc::downgrade(&node.inner)));
@@ -435,7 +452,7 @@ impl CairnNode {
         let quota = self.inner.config.quota_backend_bytes;
         if quota > 0
             && matches!(cmd, WriteCommand::Put(_) | WriteCommand::Txn(_) | WriteCommand::LeaseGrant { .. })
-            && self.db_sizes().0 as u64 > quota
+            && self.backend_size() > quota
         {
             // As etcd: the write is refused and the NOSPACE alarm raised for this member, which
             // refuses such writes on every member until an operator disarms it.
@@ -502,6 +519,18 @@ impl CairnNode {
         tokio::task::spawn_blocking(move || f(&Reader::snapshot(&db)).map_err(StoreError::from))
             .await
             .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    /// The backend's size on disk, measured at most every [`DB_SIZE_REFRESH_MS`].
+    fn backend_size(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let (bytes, at) = &self.inner.db_size;
+        let now = now_ms();
+        if now - at.load(Ordering::Relaxed) >= DB_SIZE_REFRESH_MS {
+            bytes.store(self.db_sizes().0 as u64, Ordering::Relaxed);
+            at.store(now, Ordering::Relaxed);
+        }
+        bytes.load(Ordering::Relaxed)
     }
 
     fn db_sizes(&self) -> (i64, i64) {

@@ -230,24 +230,6 @@ impl<S: Store> V2Store<S> {
         out
     }
 
-    fn set_ttl(node: &mut Node, lease: i64, ttls: &TtlMap) {
-        if let Some(ttl) = ttls.get(&lease) {
-            node.ttl = *ttl;
-            node.expiration = Some(now_plus(*ttl));
-        }
-    }
-
-    fn file_node(path: &str, kv: &KeyValue, ttls: &TtlMap) -> Node {
-        let mut n = Node {
-            key: Some(path.to_string()),
-            value: Some(lossy(&kv.value)),
-            modified_index: kv.mod_revision,
-            created_index: kv.create_revision,
-            ..Default::default()
-        };
-        Self::set_ttl(&mut n, kv.lease, ttls);
-        n
-    }
 
     async fn read_view(&self, path: &str) -> Result<View, V2Error> {
         let parents = ancestors(path);
@@ -345,7 +327,7 @@ impl<S: Store> V2Store<S> {
         view.walk_existing(path)?;
         if let Some(kv) = &view.file {
             let ttls = self.ttls(vec![kv.lease]).await;
-            let node = Self::file_node(path, kv, &ttls);
+            let node = file_node(path, kv, &ttls);
             return Ok(Outcome { event: Event { action: "get", node: Some(node), prev_node: None }, index: view.rev });
         }
         let (rev, kvs) = self.list_under(path, quorum).await?;
@@ -423,8 +405,8 @@ impl<S: Store> V2Store<S> {
             Ok(r) if r.ttl > 0 => r.ttl,
             _ => return Ok(None),
         };
-        let prev = Self::file_node(path, kv, &old_ttls);
-        let node = Self::file_node(path, kv, &TtlMap::from([(kv.lease, renewed)]));
+        let prev = file_node(path, kv, &old_ttls);
+        let node = file_node(path, kv, &TtlMap::from([(kv.lease, renewed)]));
         Ok(Some(Outcome { event: Event { action, node: Some(node), prev_node: Some(prev) }, index: view.rev }))
     }
 
@@ -438,12 +420,12 @@ impl<S: Store> V2Store<S> {
         let mut compare = Vec::new();
         let mut ops = Vec::new();
         let old_ttls = self.ttls(view.file.iter().chain(view.marker.iter()).map(|kv| kv.lease).collect()).await;
-        let prev_file = view.file.as_ref().map(|kv| Self::file_node(path, kv, &old_ttls));
+        let prev_file = view.file.as_ref().map(|kv| file_node(path, kv, &old_ttls));
         let prev_dir = || {
             let (m, c) = view.dir_indexes();
             let mut n = Node { key: Some(path.to_string()), dir: true, modified_index: m, created_index: c, ..Default::default() };
             if let Some(mk) = &view.marker {
-                Self::set_ttl(&mut n, mk.lease, &old_ttls);
+                set_ttl(&mut n, mk.lease, &old_ttls);
             }
             n
         };
@@ -545,7 +527,7 @@ impl<S: Store> V2Store<S> {
         } else {
             node.value = Some(value);
         }
-        Self::set_ttl(&mut node, lease, new_ttls);
+        set_ttl(&mut node, lease, new_ttls);
         Ok(Some(Outcome { event: Event { action, node: Some(node), prev_node }, index: rev }))
     }
 
@@ -598,7 +580,7 @@ impl<S: Store> V2Store<S> {
         } else {
             node.value = Some(args.value.clone());
         }
-        Self::set_ttl(&mut node, lease, new_ttls);
+        set_ttl(&mut node, lease, new_ttls);
         Ok(Some(Outcome { event: Event { action: "create", node: Some(node), prev_node: None }, index: rev }))
     }
 
@@ -634,7 +616,7 @@ impl<S: Store> V2Store<S> {
                     action = "delete";
                 }
                 compare.push(cmp_mod(file_key(path), kv.mod_revision));
-                prev_node = Self::file_node(path, kv, &old_ttls);
+                prev_node = file_node(path, kv, &old_ttls);
                 created = kv.create_revision;
                 is_dir = false;
                 op = DeleteRangeRequest { key: file_key(path), ..Default::default() };
@@ -657,7 +639,7 @@ impl<S: Store> V2Store<S> {
                 let (m, c) = view.dir_indexes();
                 let mut n = Node { key: Some(path.to_string()), dir: true, modified_index: m, created_index: c, ..Default::default() };
                 if let Some(mk) = &view.marker {
-                    Self::set_ttl(&mut n, mk.lease, &old_ttls);
+                    set_ttl(&mut n, mk.lease, &old_ttls);
                 }
                 action = "delete";
                 prev_node = n;
@@ -725,7 +707,7 @@ pub fn build_children(dir: &str, kvs: &[&KeyValue], recursive: bool, ttls: &TtlM
         }
         let path = if dir == "/" { format!("/{name}") } else { format!("{dir}/{name}") };
         if let Some(kv) = child.file {
-            out.push(V2Store::<()>::file_node_static(&path, kv, ttls));
+            out.push(file_node(&path, kv, ttls));
             continue;
         }
         let mut all = Vec::with_capacity(child.inner.len() + 1);
@@ -761,21 +743,25 @@ pub fn dir_node(path: &str, kvs: &[&KeyValue], list: bool, recursive: bool, ttls
     node
 }
 
-impl V2Store<()> {
-    fn file_node_static(path: &str, kv: &KeyValue, ttls: &TtlMap) -> Node {
-        let mut n = Node {
-            key: Some(path.to_string()),
-            value: Some(lossy(&kv.value)),
-            modified_index: kv.mod_revision,
-            created_index: kv.create_revision,
-            ..Default::default()
-        };
-        if let Some(ttl) = ttls.get(&kv.lease) {
-            n.ttl = *ttl;
-            n.expiration = Some(now_plus(*ttl));
-        }
-        n
+/// Sets a node's TTL and expiration when its lease is one of `ttls`.
+fn set_ttl(node: &mut Node, lease: i64, ttls: &TtlMap) {
+    if let Some(ttl) = ttls.get(&lease) {
+        node.ttl = *ttl;
+        node.expiration = Some(now_plus(*ttl));
     }
+}
+
+/// The v2 node of the file `path`, held in `kv`.
+fn file_node(path: &str, kv: &KeyValue, ttls: &TtlMap) -> Node {
+    let mut n = Node {
+        key: Some(path.to_string()),
+        value: Some(lossy(&kv.value)),
+        modified_index: kv.mod_revision,
+        created_index: kv.create_revision,
+        ..Default::default()
+    };
+    set_ttl(&mut n, kv.lease, ttls);
+    n
 }
 
 #[cfg(test)]
