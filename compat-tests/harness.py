@@ -166,18 +166,34 @@ def _stop_all_live() -> None:  # safety net if a finalizer never ran
 atexit.register(_stop_all_live)
 
 
+# Ports come from below Linux's ephemeral range (32768 and up), where the kernel picks the
+# local ports of outgoing connections and of bind(0): a port found free there can be taken by a
+# client socket before the server binds it. The walk starts at a pid-derived offset and never
+# hands out a port twice in one process.
+_PORT_LOW, _PORT_SPAN = 12000, 20000
+_port_cursor = (os.getpid() * 7919) % _PORT_SPAN
+
+
 def free_ports(n: int) -> list:
-    """n distinct free loopback ports (all bound at once, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
+    """n distinct loopback ports nobody listens on now, never handed out before here."""
+    global _port_cursor
+    ports = []
+    for _ in range(_PORT_SPAN):
+        if len(ports) == n:
+            break
+        port = _PORT_LOW + _port_cursor % _PORT_SPAN
+        _port_cursor += 1
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+            ports.append(port)
+        except OSError:
+            pass
+        finally:
             s.close()
+    if len(ports) < n:
+        raise RuntimeError("no free loopback ports in 12000..32000")
+    return ports
 
 
 class Server:

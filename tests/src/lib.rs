@@ -25,9 +25,25 @@ pub fn cairn_bin() -> PathBuf {
     })
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, never handed out before by this process.
+///
+/// Ports come from below Linux's ephemeral range (32768 and up), where the kernel picks the
+/// local ports of outgoing connections and of `bind(0)`: a port found free there can be taken
+/// by any client socket before the server binds it. Each test process starts at its own
+/// pid-derived offset and walks forward, so parallel tests in one process never share a port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 12_000;
+    const SPAN: u32 = 20_000; // 12000..32000
+    static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = CURSOR.compare_exchange(u32::MAX, (std::process::id() * 7919) % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (LOW + CURSOR.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 12000..32000");
 }
 
 /// A running cairn process.
