@@ -36,6 +36,10 @@ impl PeerService {
 
 /// Counts a message's bytes under its sender (etcd's `From` label: the member id in hex).
 fn received_from(env: &Envelope) {
+    // A member not yet started (asking who the cluster is) has no id to name.
+    if env.from == 0 {
+        return;
+    }
     metrics::counter!(cairn_raft::metrics::PEER_RECEIVED_BYTES, "From" => format!("{:x}", env.from))
         .increment(env.body.len() as u64);
 }
