@@ -2,7 +2,7 @@
 # Installs what building Cairn and running its tests needs on a fresh Debian 12 machine:
 # libclang (RocksDB's bindings), protoc + well-known types (the etcd-client test dependency),
 # real etcd 3.4 + etcdctl and redis-server 7 + redis-cli/redis-benchmark (differential tests),
-# and the Python test runner.
+# Prometheus and jsonnet (monitoring tests), and the Python test runner.
 set -euo pipefail
 
 SUDO=""
@@ -17,6 +17,10 @@ ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && [ -d /usr/lib/llvm-14/inc
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null || need_apt+=(redis-tools)
+# Monitoring tests: a real Prometheus (+ promtool), and jsonnet to render etcd's own dashboards
+# and alerts (the etcd mixin that etcd-server ships in its docs).
+command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v jsonnet >/dev/null || need_apt+=(jsonnet)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"

@@ -162,6 +162,7 @@ fn initialize_grpc_counters() {
     }
     counter!("etcd_network_client_grpc_received_bytes_total").absolute(0);
     counter!("etcd_network_client_grpc_sent_bytes_total").absolute(0);
+    metrics::gauge!("etcd_debugging_mvcc_watch_stream_total").set(0.0);
     counter!("etcd_server_health_success").absolute(0);
     counter!("etcd_server_health_failures").absolute(0);
 }
