@@ -229,8 +229,11 @@ pub(crate) async fn observe(inner: Weak<Inner>) {
     publish_identity(&strong);
     let mut raft_metrics = strong.raft.metrics();
     let member_id = strong.member_id;
+    let election_timeout_ms = strong.config.election_timeout_ms;
     drop(strong);
     let mut leader: Option<u64> = None;
+    // When this member, leading, last heard from a quorum (ms since the epoch).
+    let mut quorum_ack_at: Option<u128> = None;
     let mut sample = tokio::time::interval(Duration::from_secs(1));
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -246,8 +249,20 @@ pub(crate) async fn observe(inner: Weak<Inner>) {
             counter!("etcd_server_leader_changes_seen_total").increment(1);
         }
         leader = m.current_leader;
-        gauge!("etcd_server_has_leader").set(if leader.is_some() { 1.0 } else { 0.0 });
-        gauge!("etcd_server_is_leader").set(if leader == Some(member_id) { 1.0 } else { 0.0 });
+        let now = now_ms();
+        quorum_ack_at = match (leader == Some(member_id), m.millis_since_quorum_ack) {
+            (false, _) => None,
+            (true, Some(since)) => Some(quorum_ack_at.unwrap_or(0).max(now.saturating_sub(since as u128))),
+            (true, None) => quorum_ack_at.or(Some(now)),
+        };
+        // etcd's leader steps down (check quorum) when it has not heard from a quorum for an
+        // election timeout; openraft's stays leader. Report what etcd would: no leader.
+        let voters = m.membership_config.membership().voter_ids().count();
+        let lost_quorum = voters > 1
+            && quorum_ack_at.is_some_and(|at| now.saturating_sub(at) > u128::from(election_timeout_ms));
+        let leader_seen = leader.filter(|_| !lost_quorum);
+        gauge!("etcd_server_has_leader").set(if leader_seen.is_some() { 1.0 } else { 0.0 });
+        gauge!("etcd_server_is_leader").set(if leader_seen == Some(member_id) { 1.0 } else { 0.0 });
         let learner = m.membership_config.membership().learner_ids().any(|id| id == member_id);
         gauge!("etcd_server_is_learner").set(if learner { 1.0 } else { 0.0 });
         let applied = m.last_applied.map_or(0, |l| l.index);
@@ -321,4 +336,8 @@ fn sample_store(inner: &Inner) {
     gauge!("cairn_rocksdb_running_flushes").set(flushes as f64);
     gauge!("etcd_debugging_mvcc_current_revision").set(*inner.hub.subscribe().borrow() as f64);
     gauge!("etcd_debugging_mvcc_compact_revision").set(inner.hub.compact_revision() as f64);
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
