@@ -176,12 +176,7 @@ enum Call {
 
 fn classify<B>(req: &Request<B>) -> Call {
     let path = req.uri().path();
-    let grpc = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    if grpc {
+    if cairn_http::is_grpc(req.headers()) {
         let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("unknown", "unknown"));
         let known = GRPC_METHODS
             .iter()

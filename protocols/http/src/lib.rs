@@ -66,13 +66,16 @@ pub fn with_grpc<S: Store>(grpc: tonic::service::Routes, store: S, config: HttpC
     tonic::service::Routes::from(router)
 }
 
-async fn fallback(req: Request<axum::body::Body>) -> Response {
-    let grpc = req
-        .headers()
+/// Whether a request is gRPC (by its content type), as opposed to plain HTTP.
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    if grpc {
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+async fn fallback(req: Request<axum::body::Body>) -> Response {
+    if is_grpc(req.headers()) {
         let (parts, ()) = tonic::Status::unimplemented("").into_http::<()>().into_parts();
         return Response::from_parts(parts, axum::body::Body::empty());
     }
