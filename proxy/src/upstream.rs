@@ -9,11 +9,18 @@
 //!
 //! "Following the leader": a background task asks every member for its status and makes the
 //! leader current, so writes and linearizable reads take no extra hop inside the cluster.
+//!
+//! After a member stopped answering (a transport failure), the proxy remembers it as down for
+//! a while. A write sent meanwhile first asks its member who leads, and waits while that is a
+//! down member or nobody: a member that still believes in a dead leader would forward the
+//! write there and answer `request timed out`, which the proxy could not safely retry. This
+//! costs one Status call per write, only in the window after a failure.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -53,7 +60,14 @@ struct Inner {
     endpoints: Vec<(String, Channel)>,
     current: AtomicUsize,
     retry_timeout: Duration,
+    /// Each endpoint's member id, once a Status answer told it (0: not known yet).
+    ids: Vec<AtomicU64>,
+    /// Members that stopped answering, and since when.
+    down: Mutex<HashMap<u64, Instant>>,
 }
+
+/// How long a member that stopped answering counts as down (unless it answers again).
+const DOWN_FOR: Duration = Duration::from_secs(30);
 
 impl Upstream {
     /// Channels to every endpoint (connected lazily, so members may be down at start).
@@ -72,7 +86,9 @@ impl Upstream {
                 .keep_alive_timeout(Duration::from_secs(5));
             chans.push((url, ep.connect_lazy()));
         }
-        let up = Upstream { inner: Arc::new(Inner { endpoints: chans, current: AtomicUsize::new(0), retry_timeout }) };
+        let ids = chans.iter().map(|_| AtomicU64::new(0)).collect();
+        let inner = Inner { endpoints: chans, current: AtomicUsize::new(0), retry_timeout, ids, down: Mutex::new(HashMap::new()) };
+        let up = Upstream { inner: Arc::new(inner) };
         up.publish_current();
         Ok(up)
     }
@@ -92,13 +108,68 @@ impl Upstream {
         self.inner.endpoints[self.current().0].0.clone()
     }
 
-    /// `idx` failed: move on to the next member (unless someone already did).
+    /// `idx` failed at the transport level: its member counts as down; move on to the next
+    /// member (unless someone already did).
     pub fn failed(&self, idx: usize) {
+        self.mark_down(idx);
+        self.rotate(idx);
+    }
+
+    /// Move on from `idx` to the next member (unless someone already did).
+    fn rotate(&self, idx: usize) {
         let next = (idx + 1) % self.len();
         if self.inner.current.compare_exchange(idx, next, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             tracing::warn!(from = %self.inner.endpoints[idx].0, to = %self.inner.endpoints[next].0, "upstream member failed; failing over");
             metrics::counter!("cairn_proxy_failovers_total").increment(1);
             self.publish_current();
+        }
+    }
+
+    fn down(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
+        self.inner.down.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Endpoint `idx` did not answer at the transport level: its member counts as down.
+    fn mark_down(&self, idx: usize) {
+        let id = self.inner.ids[idx].load(Ordering::SeqCst);
+        if id != 0 {
+            self.down().insert(id, Instant::now());
+        }
+    }
+
+    /// Endpoint `idx` answered a Status call: learn its id, it is not down.
+    fn mark_up(&self, idx: usize, id: u64) {
+        self.inner.ids[idx].store(id, Ordering::SeqCst);
+        self.down().remove(&id);
+    }
+
+    /// Before a write after a recent failure: waits (until `deadline`) while the member at
+    /// `ch` knows no leader or believes in a member that is down.
+    async fn await_live_leader(&self, ch: &Channel, deadline: tokio::time::Instant) {
+        loop {
+            let down: Vec<u64> = {
+                let mut down = self.down();
+                down.retain(|_, since| since.elapsed() < DOWN_FOR);
+                down.keys().copied().collect()
+            };
+            if down.is_empty() {
+                return;
+            }
+            let mut client = MaintenanceClient::new(ch.clone());
+            let call = client.status(StatusRequest {});
+            let leader = match tokio::time::timeout(Duration::from_secs(1), call).await {
+                Ok(Ok(resp)) => resp.into_inner().leader,
+                // The write itself will meet (and report) whatever is wrong with this member.
+                _ => return,
+            };
+            tracing::debug!(leader, ?down, "before a write after a failure");
+            if leader != 0 && !down.contains(&leader) {
+                return;
+            }
+            if tokio::time::Instant::now() + Duration::from_millis(100) > deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -129,17 +200,23 @@ impl Upstream {
         let mut attempt: u32 = 0;
         loop {
             let (idx, ch) = self.current();
+            if retry == Retry::Write {
+                self.await_live_leader(&ch, deadline).await;
+            }
             let status = match f(ch).await {
                 Ok(v) => return Ok(v),
                 Err(s) => s,
             };
             let transport = is_transport_failure(&status);
+            tracing::debug!(method, endpoint = %self.inner.endpoints[idx].0, transport, "upstream call failed: {status:?}");
             let may_retry = match retry {
                 Retry::Idempotent => transport || TRANSIENT.contains(&status.message()),
                 Retry::Write => is_connect_refused(&status) || WRITE_NOT_PROPOSED.contains(&status.message()),
             };
-            if transport || TRANSIENT.contains(&status.message()) {
+            if transport {
                 self.failed(idx);
+            } else if TRANSIENT.contains(&status.message()) {
+                self.rotate(idx);
             }
             attempt += 1;
             let pause = Duration::from_millis(20 * u64::from(attempt.min(10)));
@@ -155,20 +232,29 @@ impl Upstream {
         }
     }
 
-    /// Every `interval`, makes the member that says it is the leader current.
+    /// Every `interval`, asks every member for its status, learns their ids and makes the
+    /// member that says it is the leader current.
     pub async fn follow_leader(self, interval: Duration) {
         loop {
-            tokio::time::sleep(interval).await;
+            let mut leader = None;
             for (i, (_, ch)) in self.inner.endpoints.iter().enumerate() {
                 let mut client = MaintenanceClient::new(ch.clone());
                 let call = client.status(StatusRequest {});
-                let Ok(Ok(resp)) = tokio::time::timeout(interval, call).await else { continue };
+                let Ok(Ok(resp)) = tokio::time::timeout(interval, call).await else {
+                    self.mark_down(i);
+                    continue;
+                };
                 let s = resp.into_inner();
-                if s.leader != 0 && s.header.is_some_and(|h| h.member_id == s.leader) {
-                    self.set_current(i);
-                    break;
+                let id = s.header.map_or(0, |h| h.member_id);
+                self.mark_up(i, id);
+                if s.leader != 0 && id == s.leader {
+                    leader = Some(i);
                 }
             }
+            if let Some(i) = leader {
+                self.set_current(i);
+            }
+            tokio::time::sleep(interval).await;
         }
     }
 }

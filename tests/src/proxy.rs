@@ -27,6 +27,8 @@ impl Proxy {
             .arg(format!("--endpoints={}", endpoints.join(",")))
             .arg(format!("--listen-addr=127.0.0.1:{port}"))
             .args(extra)
+            // CAIRN_TEST_LOG_LEVEL (e.g. "debug") turns up the proxy's log.
+            .args(std::env::var("CAIRN_TEST_LOG_LEVEL").map(|l| vec!["--log-level".to_string(), l]).unwrap_or_default())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

@@ -42,7 +42,7 @@ fn clients_through_the_proxy_keep_working_when_its_member_is_killed() {
     let rt = runtime();
     let mut c = rt.block_on(Client::connect([proxy.url()], None)).expect("connect to the proxy");
 
-    let (mut watch, lease, mut keeper, mut keepalives) = rt.block_on(async {
+    let (mut watch, lease) = rt.block_on(async {
         c.put("k1", "v1", None).await.unwrap();
         let got = c.get("k1", None).await.unwrap();
         assert_eq!(got.kvs()[0].value(), b"v1");
@@ -58,21 +58,38 @@ fn clients_through_the_proxy_keep_working_when_its_member_is_killed() {
         let mut watch = c.watch("w/", Some(WatchOptions::new().with_prefix())).await.unwrap();
         let created = watch.message().await.unwrap().unwrap();
         assert!(created.created());
-        let lease = c.lease_grant(4, None).await.unwrap().id();
+        let lease = c.lease_grant(10, None).await.unwrap().id();
         c.put("leased", "x", Some(PutOptions::new().with_lease(lease))).await.unwrap();
-        let (keeper, keepalives) = c.lease_keep_alive(lease).await.unwrap();
         c.put("w/1", "a", None).await.unwrap();
-        (watch, lease, keeper, keepalives)
+        (watch, lease)
     });
+    // The client renews its lease every second, as clients do (a third of the TTL or less),
+    // through the failure; each answer's TTL is recorded.
+    let renewals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+    let renewer = {
+        let renewals = renewals.clone();
+        let mut c = c.clone();
+        rt.spawn(async move {
+            let (mut keeper, mut answers) = c.lease_keep_alive(lease).await.expect("keep-alive stream");
+            loop {
+                keeper.keep_alive().await.expect("keep-alive sent");
+                let resp = tokio::time::timeout(WAIT, answers.message()).await.expect("keep-alive answered");
+                let ttl = resp.expect("keep-alive stream healthy").expect("keep-alive stream open").ttl();
+                renewals.lock().unwrap().push(ttl);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
 
     let upstream = proxy.upstream().expect("the proxy names its upstream member");
     let victim = urls.iter().position(|u| *u == upstream).expect("upstream is a member");
     cluster.kill9(victim);
+    let renewed_before = renewals.lock().unwrap().len();
 
     rt.block_on(async {
         // Writes and reads go on through the same client connection.
         for n in 2..=5 {
-            c.put(format!("w/{n}"), "a", None).await.unwrap_or_else(|e| panic!("put w/{n} after the kill: {e}"));
+            c.put(format!("w/{n}"), "a", None).await.unwrap_or_else(|e| panic!("put w/{n} after the kill: {e}\n{}", proxy.log()));
         }
         let got = c.get("w/", Some(GetOptions::new().with_prefix())).await.unwrap();
         assert_eq!(got.kvs().len(), 5);
@@ -83,20 +100,23 @@ fn clients_through_the_proxy_keep_working_when_its_member_is_killed() {
         assert_eq!(keys, ["w/1", "w/2", "w/3", "w/4", "w/5"]);
         assert!(seen.windows(2).all(|w| w[0].1 < w[1].1), "revisions increase: {seen:?}");
 
-        // The keep-alive stream renews the lease past its TTL.
-        for _ in 0..6 {
-            keeper.keep_alive().await.expect("keep-alive sent");
-            let resp = tokio::time::timeout(WAIT, keepalives.message()).await.expect("keep-alive answered").unwrap().unwrap();
-            assert!(resp.ttl() > 0, "lease alive after the kill");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        assert_eq!(c.get("leased", None).await.unwrap().kvs().len(), 1, "the kept-alive lease's key is still there");
-
         // Lock and unlock.
         let held = c.lock("res", Some(LockOptions::new().with_lease(lease))).await.expect("lock through the proxy");
         assert!(held.key().starts_with(b"res/"));
         c.unlock(held.key()).await.expect("unlock");
+
+        // Renewals go on after the kill, and the lease never lapsed.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while renewals.lock().unwrap().len() < renewed_before + 3 {
+            assert!(!renewer.is_finished(), "the renewing client failed");
+            assert!(tokio::time::Instant::now() < deadline, "no renewals after the kill");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ttls = renewals.lock().unwrap().clone();
+        assert!(ttls.iter().all(|t| *t > 0), "every renewal found the lease alive: {ttls:?}");
+        assert_eq!(c.get("leased", None).await.unwrap().kvs().len(), 1, "the kept-alive lease's key is still there");
     });
+    renewer.abort();
 
     let now = proxy.upstream().expect("upstream");
     assert_ne!(now, upstream, "the proxy failed over");
