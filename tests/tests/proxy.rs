@@ -34,6 +34,14 @@ async fn events(stream: &mut WatchStream, n: usize) -> Vec<(String, i64)> {
     out
 }
 
+/// One member (in a temp dir, removed when the first value is dropped) and a proxy before it.
+fn member_behind_proxy() -> (tempfile::TempDir, Cairn, Proxy) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Cairn::start(&dir.path().join("data"));
+    let proxy = Proxy::start(&[server.url()], &[]);
+    (dir, server, proxy)
+}
+
 #[test]
 fn clients_through_the_proxy_keep_working_when_its_member_is_killed() {
     let mut cluster = Cluster::start(Backend::Cairn, 3);
@@ -149,9 +157,7 @@ fn thousand_watchers(rt: &tokio::runtime::Runtime, proxy: &Proxy) -> (Client, Ve
 
 #[test]
 fn a_thousand_watchers_on_one_prefix_cost_one_upstream_watch_and_all_get_every_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Cairn::start(&dir.path().join("data"));
-    let proxy = Proxy::start(&[server.url()], &[]);
+    let (_dir, _server, proxy) = member_behind_proxy();
     let rt = runtime();
     let (mut c, mut streams) = thousand_watchers(&rt, &proxy);
 
@@ -197,9 +203,7 @@ fn a_thousand_watchers_on_one_prefix_cost_one_upstream_watch_and_all_get_every_e
 #[test]
 #[ignore = "needs the members' etcd_debugging_mvcc_watcher_total (server metrics)"]
 fn a_thousand_proxy_watchers_show_as_one_watcher_on_the_member() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Cairn::start(&dir.path().join("data"));
-    let proxy = Proxy::start(&[server.url()], &[]);
+    let (_dir, server, proxy) = member_behind_proxy();
     let rt = runtime();
     let member_watchers = || {
         let text = http_get(&format!("127.0.0.1:{}", server.port), "/metrics").expect("member /metrics");
@@ -212,9 +216,7 @@ fn a_thousand_proxy_watchers_show_as_one_watcher_on_the_member() {
 
 #[test]
 fn watchers_from_a_past_revision_get_history_and_compaction_reaches_clients() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Cairn::start(&dir.path().join("data"));
-    let proxy = Proxy::start(&[server.url()], &[]);
+    let (_dir, _server, proxy) = member_behind_proxy();
     let rt = runtime();
     rt.block_on(async {
         let mut c = Client::connect([proxy.url()], None).await.unwrap();
