@@ -88,6 +88,11 @@ pub struct Flags {
     #[arg(long, env = "CAIRN_LISTEN_REDIS_URLS", value_delimiter = ',', default_value = "127.0.0.1:6379")]
     pub listen_redis_urls: Vec<String>,
 
+    /// Extra URLs serving only /metrics and /health (http://host:port, comma-separated), as
+    /// etcd's flag; /metrics is on the client URLs too.
+    #[arg(long, env = "CAIRN_LISTEN_METRICS_URLS", value_delimiter = ',')]
+    pub listen_metrics_urls: Vec<String>,
+
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "CAIRN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -98,6 +103,7 @@ const ENV_FLAGS: &[&str] = &[
     "NAME",
     "DATA_DIR",
     "LISTEN_CLIENT_URLS",
+    "LISTEN_METRICS_URLS",
     "ADVERTISE_CLIENT_URLS",
     "INITIAL_ADVERTISE_PEER_URLS",
     "INITIAL_CLUSTER_TOKEN",

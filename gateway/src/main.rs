@@ -4,6 +4,7 @@
 
 mod config;
 mod listen;
+mod metrics;
 mod snapshot_cmd;
 mod resp;
 
@@ -50,8 +51,11 @@ fn main() -> ExitCode {
 
 async fn run(flags: Flags) -> anyhow::Result<()> {
     let node_config = flags.node_config()?;
+    // Before anything records a metric.
+    let exporter = metrics::install()?;
     // Bind first: a taken port is reported before anything is written to disk.
     let listeners = listen::bind_all(&flags.listen_client_urls).await?;
+    let metrics_listeners = listen::bind_all(&flags.listen_metrics_urls).await?;
     let redis_urls = resp::urls(&flags.listen_redis_urls);
     let redis_listeners = resp::bind_all(&redis_urls).await?;
     let peer_listeners = listen::bind_all(&flags.listen_peer_urls).await?;
@@ -88,7 +92,22 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     // API, /version and /health.
     let http_config = cairn_http::HttpConfig { max_request_bytes: flags.max_request_bytes };
     let routes = cairn_http::with_grpc(routes, node.clone(), http_config);
+    let routes = metrics::instrument(routes, exporter.clone());
+    let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+    let metrics_server = (!metrics_listeners.is_empty()).then(|| {
+        let routes = metrics::metrics_only(node.clone(), exporter);
+        let mut stopped = metrics_stopped;
+        tokio::spawn(listen::serve(metrics_listeners, routes, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
+    });
     let result = listen::serve(listeners, routes, shutdown_signal()).await;
+    let _ = stop_metrics.send(true);
+    if let Some(server) = metrics_server {
+        if let Ok(Err(e)) = server.await {
+            tracing::warn!("metrics listener: {e}");
+        }
+    }
     let _ = stop_peers.send(true);
     while let Some(res) = peer_servers.join_next().await {
         if let Ok(Err(e)) = res {

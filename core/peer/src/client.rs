@@ -131,12 +131,36 @@ impl PeerConnection {
             }
         };
         let body = encode(&msg).map_err(|s| RPCError::Network(NetworkError::new(&std::io::Error::other(s.message().to_string()))))?;
+        let to = format!("{:x}", self.target);
+        metrics::counter!(cairn_raft::metrics::PEER_SENT_BYTES, "To" => to.clone()).increment(body.len() as u64);
+        let append = matches!(&msg, RaftMessage::Append(_));
+        let heartbeat = matches!(&msg, RaftMessage::Append(a) if a.entries.is_empty());
         let mut request = tonic::Request::new(self.clients.envelope(body));
         request.set_timeout(option.hard_ttl());
         let mut client = client;
-        match client.raft(request).await {
-            Ok(reply) => decode::<RaftReply>(&reply.into_inner().body)
-                .map_err(|s| RPCError::Network(NetworkError::new(&std::io::Error::other(s.message().to_string())))),
+        let started = std::time::Instant::now();
+        let result = client.raft(request).await;
+        match &result {
+            // An empty append is a heartbeat: its round trip measures the network, not the disk.
+            Ok(_) if heartbeat => {
+                metrics::histogram!(cairn_raft::metrics::PEER_RTT, "To" => to).record(started.elapsed().as_secs_f64());
+            }
+            Ok(_) => {}
+            Err(_) => {
+                metrics::counter!(cairn_raft::metrics::PEER_SENT_FAILURES, "To" => to).increment(1);
+                if append {
+                    metrics::counter!(cairn_raft::metrics::HEARTBEAT_FAILURES).increment(1);
+                }
+            }
+        }
+        match result {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                metrics::counter!(cairn_raft::metrics::PEER_RECEIVED_BYTES, "From" => format!("{:x}", self.target))
+                    .increment(reply.body.len() as u64);
+                decode::<RaftReply>(&reply.body)
+                    .map_err(|s| RPCError::Network(NetworkError::new(&std::io::Error::other(s.message().to_string()))))
+            }
             Err(status) => {
                 let err = std::io::Error::other(status.to_string());
                 Err(match status.code() {

@@ -34,11 +34,22 @@ impl PeerService {
     }
 }
 
+/// Counts a message's bytes under its sender (etcd's `From` label: the member id in hex).
+fn received_from(env: &Envelope) {
+    // A member not yet started (asking who the cluster is) has no id to name.
+    if env.from == 0 {
+        return;
+    }
+    metrics::counter!(cairn_raft::metrics::PEER_RECEIVED_BYTES, "From" => format!("{:x}", env.from))
+        .increment(env.body.len() as u64);
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn raft(&self, request: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         let env = request.into_inner();
         self.check(&env)?;
+        received_from(&env);
         let raft = self.node.raft();
         let reply = match decode::<RaftMessage>(&env.body)? {
             RaftMessage::Append(rpc) => RaftReply::Append(raft.append_entries(rpc).await),
@@ -50,6 +61,7 @@ impl Peer for PeerService {
 
     async fn node(&self, request: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         let env = request.into_inner();
+        received_from(&env);
         let req = decode::<PeerRequest>(&env.body)?;
         if !matches!(req, PeerRequest::ClusterInfo) {
             self.check(&env)?;

@@ -9,6 +9,7 @@
 
 mod ids;
 mod log_store;
+pub mod metrics;
 mod network;
 mod node;
 pub mod peer;

@@ -62,7 +62,9 @@ impl LogStore {
                 while let Ok(first) = rx.recv() {
                     let mut waiting = vec![first];
                     waiting.extend(rx.try_iter());
+                    let started = std::time::Instant::now();
                     let result = flush_db.flush_wal(true).map_err(std::io::Error::other);
+                    metrics::histogram!(crate::metrics::WAL_FSYNC).record(started.elapsed().as_secs_f64());
                     tracing::trace!(appends = waiting.len(), "log fsync");
                     for cb in waiting {
                         cb.log_io_completed(match &result {
@@ -174,10 +176,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let cf = self.cf(CF_RAFT_LOG)?;
         let mut batch = WriteBatch::default();
+        let mut written = 0;
         for entry in entries {
             let bytes = postcard::to_stdvec(&entry).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+            written += bytes.len();
             batch.put_cf(cf, layout::log_key(entry.log_id.index), bytes);
         }
+        // etcd reports this counter as a gauge; the same type keeps its queries working.
+        metrics::gauge!(crate::metrics::WAL_WRITE_BYTES).increment(written as f64);
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
         self.db.write_opt(batch, &opts).map_err(|e| StorageIOError::write_logs(io_err(e)))?;

@@ -24,6 +24,7 @@ use openraft::{Raft, RaftMetrics, SnapshotPolicy};
 use tokio::sync::watch;
 
 use crate::log_store::LogStore;
+use crate::metrics;
 use crate::network::NoPeers;
 use crate::peer::{MemberInfo, MembershipChange, NoLink, PeerLink, PeerRequest, PeerResponse};
 use crate::state_machine::StateMachine;
@@ -109,15 +110,15 @@ type Proposal = (WriteCommand, tokio::sync::oneshot::Sender<StoreResult<ApplyOut
 const MAX_BATCH_COMMANDS: usize = 1024;
 const MAX_BATCH_BYTES: usize = 8 << 20;
 
-struct Inner {
-    raft: Raft<TypeConfig>,
+pub(crate) struct Inner {
+    pub(crate) raft: Raft<TypeConfig>,
     proposals: tokio::sync::mpsc::Sender<Proposal>,
-    hub: Arc<WatchHub>,
-    db: Arc<Db>,
+    pub(crate) hub: Arc<WatchHub>,
+    pub(crate) db: Arc<Db>,
     metrics: watch::Receiver<RaftMetrics<u64, MemberNode>>,
-    member_id: u64,
+    pub(crate) member_id: u64,
     cluster_id: u64,
-    config: NodeConfig,
+    pub(crate) config: NodeConfig,
     link: Arc<dyn PeerLink>,
     /// The backend size as last measured, and when (ms): the quota check on the write path
     /// measures at most every [`DB_SIZE_REFRESH_MS`].
@@ -276,6 +277,7 @@ impl CairnNode {
         };
         tokio::spawn(propose_batches(Arc::downgrade(&node.inner), queue));
         tokio::spawn(expire_leases(Arc::downgrade(&node.inner)));
+        tokio::spawn(crate::metrics::observe(Arc::downgrade(&node.inner)));
         tokio::spawn(publish_self(Arc::downgrade(&node.inner)));
         if node.inner.config.auto_promote_learners {
             tokio::spawn(auto_promote(Arc::downgrade(&node.inner)));
@@ -469,17 +471,33 @@ impl CairnNode {
     }
 
     async fn propose_unchecked(&self, cmd: WriteCommand) -> StoreResult<ApplyOutcome> {
+        let _pending = metrics::InFlight::new(metrics::PROPOSALS_PENDING);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.inner.proposals.send((cmd, tx)).await.map_err(|_| StoreError::Stopped)?;
-        rx.await.map_err(|_| StoreError::Stopped)?
+        let result = match self.inner.proposals.send((cmd, tx)).await {
+            Ok(()) => rx.await.unwrap_or(Err(StoreError::Stopped)),
+            Err(_) => Err(StoreError::Stopped),
+        };
+        // Failed to commit, as opposed to committed and refused by the store's rules.
+        if let Err(StoreError::NoLeader | StoreError::Timeout | StoreError::Stopped | StoreError::Internal(_)) = &result {
+            ::metrics::counter!(metrics::PROPOSALS_FAILED).increment(1);
+        }
+        result
     }
 
     /// Returns once every write committed before the call is applied locally. The leader
     /// confirms its leadership with a quorum; a follower asks the leader for that read index
     /// and waits until it has applied that far.
     async fn read_barrier(&self) -> StoreResult<()> {
-        use openraft::error::CheckIsLeaderError;
         self.not_learner()?;
+        let result = self.obtain_read_index().await;
+        if result.is_err() {
+            ::metrics::counter!(metrics::READ_INDEXES_FAILED).increment(1);
+        }
+        result
+    }
+
+    async fn obtain_read_index(&self) -> StoreResult<()> {
+        use openraft::error::CheckIsLeaderError;
         match self.inner.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
@@ -491,6 +509,7 @@ impl CairnNode {
                         Ok(other) => return Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
                         // A read can always be asked again.
                         Err(StoreError::NoLeader | StoreError::Timeout) if tokio::time::Instant::now() < deadline => {
+                            ::metrics::counter!(metrics::SLOW_READ_INDEXES).increment(1);
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                         Err(e) => return Err(e),
@@ -786,7 +805,10 @@ async fn expire_leases(inner: Weak<Inner>) {
             }
             let full = expired.len() == LEASES_PER_EXPIRY;
             match node.propose(WriteCommand::LeaseExpire { ids: expired, now_ms: now }).await {
-                Ok(ApplyOutcome::LeaseExpire { revoked }) => tracing::debug!(revoked, "leases expired"),
+                Ok(ApplyOutcome::LeaseExpire { revoked }) => {
+                    ::metrics::counter!(metrics::LEASE_EXPIRED).increment(revoked as u64);
+                    tracing::debug!(revoked, "leases expired")
+                }
                 Ok(_) => {}
                 Err(StoreError::Stopped) => return,
                 Err(e) => {
@@ -845,6 +867,7 @@ impl cairn_api::Kv for CairnNode {
         if req.consistency == ReadConsistency::Linearizable {
             self.read_barrier().await?;
         }
+        metrics::count_op(metrics::RANGE_TOTAL);
         let mut resp = self.read(move |r| r.range(&req)).await?;
         resp.header = self.header(resp.header.revision);
         Ok(resp)
@@ -874,6 +897,7 @@ impl cairn_api::Kv for CairnNode {
 
     async fn txn(&self, req: TxnRequest) -> StoreResult<TxnResponse> {
         cairn_mvcc::check_txn(&req, &self.inner.config.limits)?;
+        metrics::count_op(metrics::TXN_TOTAL);
         // A txn that can write in either branch goes through the log; one that only reads is
         // served like a linearizable range, from the local store.
         if !txn_writes(&req) {
@@ -899,7 +923,10 @@ impl cairn_api::Kv for CairnNode {
         if req.revision > meta.revision {
             return Err(StoreError::FutureRevision);
         }
-        match self.propose(WriteCommand::Compact(req)).await? {
+        let started = std::time::Instant::now();
+        let outcome = self.propose(WriteCommand::Compact(req)).await?;
+        ::metrics::histogram!(metrics::COMPACTION_DURATION).record(started.elapsed().as_secs_f64() * 1000.0);
+        match outcome {
             ApplyOutcome::Compact(mut r) => {
                 r.header = self.stamp(r.header);
                 Ok(r)
@@ -1035,6 +1062,7 @@ impl CairnNode {
                     return Err(StoreError::LearnerNotReady);
                 }
                 self.retry_in_progress(|| raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)).await?;
+                ::metrics::counter!(metrics::LEARNER_PROMOTIONS).increment(1);
                 Ok(id)
             }
             MembershipChange::Publish { id, name, client_urls } => {
@@ -1215,6 +1243,8 @@ impl cairn_api::Maintenance for CairnNode {
 
     async fn defragment(&self) -> StoreResult<ResponseHeader> {
         let db = self.inner.db.clone();
+        let _inflight = metrics::InFlight::new(metrics::DEFRAG_INFLIGHT);
+        let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
             // A full compaction rewrites every file without the dead versions; RocksDB keeps
             // serving reads and writes meanwhile.
@@ -1226,6 +1256,7 @@ impl cairn_api::Maintenance for CairnNode {
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))?;
+        ::metrics::histogram!(metrics::DEFRAG_DURATION).record(started.elapsed().as_secs_f64());
         let revision = self.read(|r| r.meta()).await?.revision;
         Ok(self.header(revision))
     }
@@ -1324,6 +1355,8 @@ impl cairn_api::Lease for CairnNode {
             let id = if req.id != 0 { req.id } else { (rand::random::<u64>() >> 1).max(1) as i64 };
             match self.propose(WriteCommand::LeaseGrant { id, ttl, now_ms: now_ms() }).await {
                 Ok(ApplyOutcome::LeaseGrant(mut r)) => {
+                    ::metrics::counter!(metrics::LEASE_GRANTED).increment(1);
+                    ::metrics::histogram!(metrics::LEASE_TTL).record(r.ttl as f64);
                     r.header = self.stamp(r.header);
                     return Ok(r);
                 }
@@ -1338,6 +1371,7 @@ impl cairn_api::Lease for CairnNode {
     async fn lease_revoke(&self, id: LeaseId) -> StoreResult<LeaseRevokeResponse> {
         match self.propose(WriteCommand::LeaseRevoke { id }).await? {
             ApplyOutcome::LeaseRevoke(mut r) => {
+                ::metrics::counter!(metrics::LEASE_REVOKED).increment(1);
                 r.header = self.stamp(r.header);
                 Ok(r)
             }
@@ -1348,6 +1382,7 @@ impl cairn_api::Lease for CairnNode {
     async fn lease_keep_alive(&self, id: LeaseId) -> StoreResult<LeaseKeepAliveResponse> {
         match self.propose(WriteCommand::LeaseRenew { id, now_ms: now_ms() }).await {
             Ok(ApplyOutcome::LeaseRenew(mut r)) => {
+                ::metrics::counter!(metrics::LEASE_RENEWED).increment(1);
                 r.header = self.stamp(r.header);
                 Ok(r)
             }
@@ -1409,6 +1444,7 @@ impl cairn_api::Watch for CairnNode {
         let compact_revision = meta.compact_revision;
         let progress_interval = self.inner.config.watch_progress_notify_interval;
         tokio::spawn(async move {
+            let _watcher = metrics::InFlight::new(metrics::WATCHERS);
             if compacted {
                 // etcd's compaction cancel carries no revision in its header.
                 let header = ResponseHeader { revision: 0, ..header };
@@ -1434,6 +1470,7 @@ impl cairn_api::Watch for CairnNode {
                             (events, next + taken as i64)
                         }
                         None => {
+                            let _slow = metrics::InFlight::new(metrics::SLOW_WATCHERS);
                             let with_prev = req.prev_kv;
                             let from = next;
                             let read = node
@@ -1477,6 +1514,7 @@ impl cairn_api::Watch for CairnNode {
                             e
                         })
                         .collect();
+                    ::metrics::counter!(metrics::EVENTS_TOTAL).increment(events.len() as u64);
                     if !events.is_empty()
                         && tx.send(Box::new(WatchMessage::Events { header: node.header(after - 1), events })).await.is_err()
                     {

@@ -39,6 +39,9 @@ pub struct StateMachine {
     applying: Option<(LogId, usize)>,
 }
 
+/// An entry whose apply takes longer than this counts as slow (etcd's threshold).
+const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
+
 fn storage_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write_state_machine(io_err(e)).into()
 }
@@ -97,8 +100,14 @@ impl StateMachine {
             Some((id, done)) if id == entry.log_id => done,
             _ => 0,
         };
+        let started = std::time::Instant::now();
         let mut responses = Vec::with_capacity(commands.len());
         for (i, cmd) in commands.iter().enumerate() {
+            match cmd {
+                cairn_mvcc::WriteCommand::Put(_) => crate::metrics::count_op(crate::metrics::PUT_TOTAL),
+                cairn_mvcc::WriteCommand::DeleteRange(_) => crate::metrics::count_op(crate::metrics::DELETE_TOTAL),
+                _ => {}
+            }
             if i < done {
                 responses.push(CommandResponse::Internal);
                 continue;
@@ -114,7 +123,9 @@ impl StateMachine {
                 // a crash between two commands resumes after the last one written.
                 let progress = postcard::to_stdvec(&(entry.log_id, i + 1)).map_err(storage_err)?;
                 batch.put_cf(meta_cf, layout::META_APPLYING, progress);
+                let commit = std::time::Instant::now();
                 self.db.write(batch).map_err(|e| apply_err(&e))?;
+                metrics::histogram!(crate::metrics::BACKEND_COMMIT).record(commit.elapsed().as_secs_f64());
                 self.applying = Some((entry.log_id, i + 1));
                 self.publish_events();
             } else {
@@ -132,6 +143,9 @@ impl StateMachine {
             }
             _ => self.finish_entry(entry.log_id, WriteBatch::default(), meta_cf)?,
         }
+        if started.elapsed() > SLOW_APPLY {
+            metrics::counter!(crate::metrics::SLOW_APPLY).increment(1);
+        }
         Ok(BatchResponse(responses))
     }
 
@@ -143,7 +157,10 @@ impl StateMachine {
         batch.delete_cf(meta_cf, layout::META_APPLYING);
         // Not synced: the log entry is already durable, and the applied id travels in the same
         // batch, so a lost batch is simply applied again after a crash.
-        self.db.write(batch).map_err(|e| StorageIOError::apply(log_id, io_err(e)).into())
+        let commit = std::time::Instant::now();
+        self.db.write(batch).map_err(|e| StorageIOError::apply(log_id, io_err(e)))?;
+        metrics::histogram!(crate::metrics::BACKEND_COMMIT).record(commit.elapsed().as_secs_f64());
+        Ok(())
     }
 
     fn publish_events(&mut self) {
@@ -226,6 +243,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
         let werr = |e: std::io::Error| -> StorageError { StorageIOError::write_snapshot(Some(meta.signature()), io_err(e)).into() };
+        let _applying = crate::metrics::InFlight::new(crate::metrics::SNAPSHOT_APPLYING);
         let mut file = snapshot.into_std().await;
         use std::io::{Seek, SeekFrom};
         file.seek(SeekFrom::Start(0)).map_err(werr)?;

@@ -219,6 +219,21 @@ impl<S> Drop for StreamState<S> {
     }
 }
 
+const WATCH_STREAMS: &str = "etcd_debugging_mvcc_watch_stream_total";
+
+/// Runs `f` when dropped (also when the task is aborted).
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
 #[tonic::async_trait]
 impl<S: cairn_api::Watch> Watch for WatchService<S> {
     type WatchStream = WatchResponseStream;
@@ -228,6 +243,9 @@ impl<S: cairn_api::Watch> Watch for WatchService<S> {
         let (tx, rx) = mpsc::channel(64);
         let mut state = StreamState { store: self.store.clone(), out: tx, watchers: HashMap::new(), next_id: 0, max_bytes: self.max_bytes };
         tokio::spawn(async move {
+            // etcd's count of open watch streams, for as long as this one is served.
+            metrics::gauge!(WATCH_STREAMS).increment(1.0);
+            let _open = scopeguard(|| metrics::gauge!(WATCH_STREAMS).decrement(1.0));
             loop {
                 let msg = tokio::select! {
                     msg = inbound.message() => msg,

@@ -30,7 +30,10 @@ async fn version<S: Store>(State(store): State<S>) -> Response {
 }
 
 async fn health<S: Store>(State(store): State<S>) -> Response {
-    match check(&store).await {
+    let checked = check(&store).await;
+    let outcome = if checked.is_ok() { "etcd_server_health_success" } else { "etcd_server_health_failures" };
+    metrics::counter!(outcome).increment(1);
+    match checked {
         Ok(()) => json(StatusCode::OK, r#"{"health":"true","reason":""}"#.into()),
         Err(reason) => json(
             StatusCode::SERVICE_UNAVAILABLE,

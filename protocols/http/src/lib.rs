@@ -54,6 +54,11 @@ pub fn router<S: Store>(store: S, config: HttpConfig) -> axum::Router {
         .merge(health::routes(store))
 }
 
+/// `/version`, `/health`, `/livez` and `/readyz` alone (for a metrics-only listener).
+pub fn health_routes<S: Store>(store: S) -> axum::Router {
+    health::routes(store)
+}
+
 /// gRPC routes and HTTP routes on one router. Unknown paths answer gRPC's Unimplemented to
 /// gRPC clients and etcd's `404 page not found` to everyone else.
 pub fn with_grpc<S: Store>(grpc: tonic::service::Routes, store: S, config: HttpConfig) -> tonic::service::Routes {

@@ -141,13 +141,18 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
                 }
                 j += 1;
             }
+            let started = std::time::Instant::now();
             if j - i >= 2 {
-                for r in self.group(&cmds[i..j]).await {
-                    crate::reply::encode(out, &r, self.proto);
+                let replies = self.group(&cmds[i..j]).await;
+                for (cmd, r) in cmds[i..j].iter().zip(&replies) {
+                    record(cmd, std::slice::from_ref(r), started);
+                    crate::reply::encode(out, r, self.proto);
                 }
                 i = j;
             } else {
-                for r in self.handle(cmds[i].clone()).await {
+                let replies = self.handle(cmds[i].clone()).await;
+                record(&cmds[i], &replies, started);
+                for r in replies {
                     crate::reply::encode(out, &r, self.proto);
                 }
                 i += 1;
@@ -499,4 +504,15 @@ fn check_client_name(name: &[u8]) -> Result<(), Reply> {
         return Err(Reply::err("ERR Client names cannot contain spaces, newlines or special characters."));
     }
     Ok(())
+}
+
+/// Counts one command in `cairn_requests_total` and `cairn_request_duration_seconds` (the
+/// server's exporter describes them), by its name when Cairn knows the command.
+fn record(args: &[Bytes], replies: &[Reply], started: std::time::Instant) {
+    let name = args.first().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).unwrap_or_default();
+    let command = if table::lookup(&name).is_some() { name } else { "unknown".to_string() };
+    let result = if replies.iter().any(|r| matches!(r, Reply::Error(_))) { "error" } else { "ok" };
+    metrics::counter!("cairn_requests_total", "protocol" => "resp", "command" => command.clone(), "result" => result).increment(1);
+    metrics::histogram!("cairn_request_duration_seconds", "protocol" => "resp", "command" => command)
+        .record(started.elapsed().as_secs_f64());
 }
