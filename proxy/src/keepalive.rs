@@ -50,6 +50,7 @@ async fn run(up: Upstream, mut rx: mpsc::UnboundedReceiver<(i64, Reply)>) {
     let mut pending: HashMap<i64, Vec<Reply>> = HashMap::new();
     let mut failures: u32 = 0;
     loop {
+        metrics::gauge!("cairn_proxy_upstream_keepalive_streams").set(0.0);
         let (idx, ch) = up.current();
         let (req_tx, req_rx) = mpsc::unbounded_channel();
         for id in pending.keys() {
@@ -81,6 +82,7 @@ async fn run(up: Upstream, mut rx: mpsc::UnboundedReceiver<(i64, Reply)>) {
             }
         };
         failures = 0;
+        metrics::gauge!("cairn_proxy_upstream_keepalive_streams").set(1.0);
         loop {
             tokio::select! {
                 asked = rx.recv() => {

@@ -198,10 +198,8 @@ fn a_thousand_watchers_on_one_prefix_cost_one_upstream_watch_and_all_get_every_e
     assert_eq!(upstream_watches, Some(0.0));
 }
 
-/// The cluster's own count: needs the members' `etcd_debugging_mvcc_watcher_total` on their
-/// `/metrics` (the server metrics work, not in this branch yet).
+/// The cluster's own count: the member's `etcd_debugging_mvcc_watcher_total` on its `/metrics`.
 #[test]
-#[ignore = "needs the members' etcd_debugging_mvcc_watcher_total (server metrics)"]
 fn a_thousand_proxy_watchers_show_as_one_watcher_on_the_member() {
     let (_dir, server, proxy) = member_behind_proxy();
     let rt = runtime();
@@ -277,4 +275,37 @@ fn serializable_read_cache_is_off_by_default_and_never_serves_linearizable_reads
     assert_eq!(metric(&text, "etcd_grpc_proxy_cache_hits_total", ""), Some(1.0), "{text}");
     assert_eq!(metric(&text, "etcd_grpc_proxy_cache_misses_total", ""), Some(2.0), "{text}");
     assert_eq!(metric(&plain.metrics(), "etcd_grpc_proxy_cache_hits_total", ""), None);
+}
+
+#[test]
+fn keep_alives_of_many_clients_share_one_upstream_stream() {
+    let (_dir, _server, proxy) = member_behind_proxy();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut c = Client::connect([proxy.url()], None).await.unwrap();
+        let lease = c.lease_grant(30, None).await.unwrap().id();
+        // 20 clients, each on its own connection with its own keep-alive stream, renew the same
+        // lease at the same moment, three times.
+        let mut streams = Vec::new();
+        for _ in 0..20 {
+            let mut client = Client::connect([proxy.url()], None).await.unwrap();
+            streams.push(client.lease_keep_alive(lease).await.unwrap());
+        }
+        for _ in 0..3 {
+            let renewals = streams.iter_mut().map(|(keeper, answers)| async move {
+                keeper.keep_alive().await.unwrap();
+                tokio::time::timeout(WAIT, answers.message()).await.expect("answered").unwrap().unwrap().ttl()
+            });
+            let ttls = futures::future::join_all(renewals).await;
+            assert!(ttls.iter().all(|t| *t > 0), "{ttls:?}");
+        }
+    });
+    let text = proxy.metrics();
+    assert_eq!(metric(&text, "cairn_proxy_upstream_keepalive_streams", ""), Some(1.0), "{text}");
+    let forwarded = metric(&text, "cairn_proxy_requests_forwarded_total", "{method=\"lease_keep_alive\"}").unwrap_or(0.0);
+    let coalesced = metric(&text, "cairn_proxy_keepalives_coalesced_total", "").unwrap_or(0.0);
+    // etcd-client renews once when it opens a keep-alive stream: 20 + 20 x 3 renewals, each
+    // either sent upstream or answered by one in flight (how many share depends on timing).
+    assert_eq!(forwarded + coalesced, 80.0, "{text}");
+    assert!(forwarded >= 4.0, "{text}");
 }
