@@ -84,6 +84,7 @@ pub struct ProxyFlags {
     /// How often the proxy asks the members which one leads.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub leader_check_interval: Duration,
+    /// Log filter (tracing's env-filter syntax: `info`, `debug`, `cairn_proxy=debug`, ...).
     #[arg(long, default_value = "info")]
     pub log_level: String,
 }
@@ -138,13 +139,19 @@ pub fn main(args: Vec<String>) -> ExitCode {
 
 /// Serves until `shutdown` completes.
 pub async fn run(flags: ProxyFlags, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ProxyError> {
-    let addr = flags.listen_addr.trim_start_matches("http://").trim_end_matches('/').to_string();
-    let addr: SocketAddr = addr.parse().map_err(|e: std::net::AddrParseError| ProxyError::BadListenAddr(flags.listen_addr.clone(), e.to_string()))?;
+    let hostport = flags.listen_addr.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let bad = |e: String| ProxyError::BadListenAddr(flags.listen_addr.clone(), e);
+    let addr: SocketAddr = tokio::net::lookup_host(hostport.as_str())
+        .await
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("resolves to no address".into()))?;
     let listener = TcpListener::bind(addr).await.map_err(|e| ProxyError::Bind(flags.listen_addr.clone(), e))?;
     let metrics = install_metrics();
 
     let up = Upstream::new(&flags.endpoints, flags.dial_timeout, flags.retry_timeout)?;
-    tokio::spawn(up.clone().follow_leader(flags.leader_check_interval));
+    // A zero interval would poll the members in a busy loop.
+    tokio::spawn(up.clone().follow_leader(flags.leader_check_interval.max(Duration::from_millis(100))));
     let keepalives = KeepAlives::start(up.clone(), flags.retry_timeout);
     let fwd = Forward::new(up.clone(), Arc::new(ReadCache::new(flags.serializable_read_cache_ttl)), keepalives);
     let hub = WatchHub::new(up.clone());

@@ -309,3 +309,25 @@ fn keep_alives_of_many_clients_share_one_upstream_stream() {
     assert_eq!(forwarded + coalesced, 80.0, "{text}");
     assert!(forwarded >= 4.0, "{text}");
 }
+
+#[test]
+fn bad_flags_and_a_taken_port_are_reported_in_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let cases: [(Vec<String>, &str); 4] = [
+        (vec!["--listen-addr=nonsense".into()], "bad --listen-addr \"nonsense\""),
+        (vec![format!("--listen-addr=127.0.0.1:{port}")], "cannot listen on 127.0.0.1:"),
+        (vec!["--endpoints=http://[::1".into()], "bad endpoint \"http://[::1\""),
+        (vec!["--dial-timeout=5x".into()], "invalid duration unit"),
+    ];
+    for (args, want) in cases {
+        let out = std::process::Command::new(cairn_tests::cairn_bin())
+            .arg("proxy")
+            .args(&args)
+            .output()
+            .expect("run cairn proxy");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}
