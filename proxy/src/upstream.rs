@@ -213,6 +213,9 @@ impl Upstream {
                 Retry::Idempotent => transport || TRANSIENT.contains(&status.message()),
                 Retry::Write => is_connect_refused(&status) || WRITE_NOT_PROPOSED.contains(&status.message()),
             };
+            if transport && retry == Retry::Write && !may_retry {
+                tracing::warn!(method, "a write failed at the transport level after it may have been sent; not retried: {status:?}");
+            }
             if transport {
                 self.failed(idx);
             } else if TRANSIENT.contains(&status.message()) {
@@ -280,10 +283,14 @@ fn has_transport_source(s: &Status) -> bool {
     m.contains("transport error") || m.contains("connection") || m.contains("h2 protocol error") || m.contains("broken pipe")
 }
 
-/// True when the member was never reached: the connection was refused or could not be made.
+/// True when the request surely never reached a member: the connection was refused or could
+/// not be made, or hyper canceled the request before sending it (its connection had closed).
 pub fn is_connect_refused(s: &Status) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
     while let Some(e) = src {
+        if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_canceled) {
+            return true;
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             if matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut) {
                 return true;

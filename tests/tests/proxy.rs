@@ -50,7 +50,7 @@ fn clients_through_the_proxy_keep_working_when_its_member_is_killed() {
     let rt = runtime();
     let mut c = rt.block_on(Client::connect([proxy.url()], None)).expect("connect to the proxy");
 
-    let (mut watch, lease) = rt.block_on(async {
+    let (mut watch, mut twin, lease) = rt.block_on(async {
         c.put("k1", "v1", None).await.unwrap();
         let got = c.get("k1", None).await.unwrap();
         assert_eq!(got.kvs()[0].value(), b"v1");
@@ -63,14 +63,19 @@ fn clients_through_the_proxy_keep_working_when_its_member_is_killed() {
         assert!(!c.txn(txn).await.unwrap().succeeded());
         assert_eq!(c.delete("k2", None).await.unwrap().deleted(), 1);
 
+        // Two watchers on one prefix, on two streams: one shared upstream watch.
         let mut watch = c.watch("w/", Some(WatchOptions::new().with_prefix())).await.unwrap();
-        let created = watch.message().await.unwrap().unwrap();
-        assert!(created.created());
+        assert!(watch.message().await.unwrap().unwrap().created());
+        let mut twin = c.watch("w/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+        assert!(twin.message().await.unwrap().unwrap().created());
         let lease = c.lease_grant(10, None).await.unwrap().id();
         c.put("leased", "x", Some(PutOptions::new().with_lease(lease))).await.unwrap();
         c.put("w/1", "a", None).await.unwrap();
-        (watch, lease)
+        (watch, twin, lease)
     });
+    let text = proxy.metrics();
+    assert_eq!(metric(&text, "cairn_proxy_upstream_watches", ""), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "cairn_proxy_watchers", ""), Some(2.0), "{text}");
     // The client renews its lease every second, as clients do (a third of the TTL or less),
     // through the failure; each answer's TTL is recorded.
     let renewals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
@@ -102,11 +107,13 @@ fn clients_through_the_proxy_keep_working_when_its_member_is_killed() {
         let got = c.get("w/", Some(GetOptions::new().with_prefix())).await.unwrap();
         assert_eq!(got.kvs().len(), 5);
 
-        // The watch opened before the kill delivers every event once, in order.
-        let seen = events(&mut watch, 5).await;
-        let keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, ["w/1", "w/2", "w/3", "w/4", "w/5"]);
-        assert!(seen.windows(2).all(|w| w[0].1 < w[1].1), "revisions increase: {seen:?}");
+        // The shared watch opened before the kill delivers every event once, in order, to both.
+        for stream in [&mut watch, &mut twin] {
+            let seen = events(stream, 5).await;
+            let keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys, ["w/1", "w/2", "w/3", "w/4", "w/5"]);
+            assert!(seen.windows(2).all(|w| w[0].1 < w[1].1), "revisions increase: {seen:?}");
+        }
 
         // Lock and unlock.
         let held = c.lock("res", Some(LockOptions::new().with_lease(lease))).await.expect("lock through the proxy");
