@@ -3,9 +3,12 @@
 //! Every forwarded call goes through [`Upstream::call`], which decides whether a failure may be
 //! retried on another member. Reads, keep-alives and watches are idempotent and retried on any
 //! transport failure or transient server error. A write is retried only when it surely did not
-//! reach a member (the connection was refused) or the member refused it before proposing it
+//! reach a member (the connection was refused, or hyper canceled the request before sending it
+//! because its connection had closed) or the member refused it before proposing it
 //! (`etcdserver: no leader`): a write whose connection broke after it was sent may or may not
-//! have been applied, so the client gets the error rather than a possible double write.
+//! have been applied, so the client gets the error rather than a possible double write. That
+//! includes the unlucky write sent in the instant between a member's death and the proxy's
+//! connection noticing it.
 //!
 //! "Following the leader": a background task asks every member for its status and makes the
 //! leader current, so writes and linearizable reads take no extra hop inside the cluster.
