@@ -183,13 +183,31 @@ pub async fn run(flags: ProxyFlags, shutdown: impl std::future::Future<Output = 
             LenientAuthority::new(stream)
         })
     });
-    tonic::transport::Server::builder()
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(tonic::service::Routes::from(router))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        });
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => served?,
+        () = shutdown => {
+            let _ = stop_tx.send(true);
+            // Watch and keep-alive streams never end by themselves: unary calls get a moment
+            // to finish, then the open streams are cut (clients reconnect elsewhere).
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(served) => served?,
+                Err(_) => tracing::info!("closing the streams still open"),
+            }
+        }
+    }
     Ok(())
 }
+
+/// How long a stopping proxy waits for calls in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The process-wide Prometheus recorder (None when one was installed already).
 fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {

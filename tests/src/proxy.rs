@@ -71,6 +71,13 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// SIGTERM, then waits for the exit: its status code, None if it had to be killed.
+    pub fn stop(&mut self) -> Option<i32> {
+        crate::terminate(self.child.take()?)
+    }
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {

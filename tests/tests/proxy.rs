@@ -338,3 +338,16 @@ fn bad_flags_and_a_taken_port_are_reported_in_one_line() {
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn sigterm_stops_the_proxy_even_with_a_watch_open() {
+    let (_dir, _server, mut proxy) = member_behind_proxy();
+    let rt = runtime();
+    let _watch = rt.block_on(async {
+        let mut c = Client::connect([proxy.url()], None).await.unwrap();
+        let mut w = c.watch("x", None).await.unwrap();
+        assert!(w.message().await.unwrap().unwrap().created());
+        (c, w)
+    });
+    assert_eq!(proxy.stop(), Some(0), "clean exit on SIGTERM:\n{}", proxy.log());
+}
