@@ -16,8 +16,9 @@
 //! After a member stopped answering (a transport failure), the proxy remembers it as down for
 //! a while. A write sent meanwhile first asks its member who leads, and waits while that is a
 //! down member or nobody: a member that still believes in a dead leader would forward the
-//! write there and answer `request timed out`, which the proxy could not safely retry. This
-//! costs one Status call per write, only in the window after a failure.
+//! write there and answer `request timed out`, which the proxy could not safely retry. While a
+//! member is down this costs a Status call at most once a second (a check that found a live
+//! leader is trusted for a second, until another member goes down).
 
 use std::future::Future;
 use std::collections::HashMap;
@@ -67,7 +68,13 @@ struct Inner {
     ids: Vec<AtomicU64>,
     /// Members that stopped answering, and since when.
     down: Mutex<HashMap<u64, Instant>>,
+    /// The endpoint last seen following a live leader, and when (writes skip the check for
+    /// [`LEADER_OK_FOR`] after it, until another member goes down).
+    leader_ok: Mutex<Option<(usize, Instant)>>,
 }
+
+/// How long a live-leader check is trusted.
+const LEADER_OK_FOR: Duration = Duration::from_secs(1);
 
 /// How long a member that stopped answering counts as down (unless it answers again).
 const DOWN_FOR: Duration = Duration::from_secs(30);
@@ -90,7 +97,7 @@ impl Upstream {
             chans.push((url, ep.connect_lazy()));
         }
         let ids = chans.iter().map(|_| AtomicU64::new(0)).collect();
-        let inner = Inner { endpoints: chans, current: AtomicUsize::new(0), retry_timeout, ids, down: Mutex::new(HashMap::new()) };
+        let inner = Inner { endpoints: chans, current: AtomicUsize::new(0), retry_timeout, ids, down: Mutex::new(HashMap::new()), leader_ok: Mutex::new(None) };
         let up = Upstream { inner: Arc::new(inner) };
         up.publish_current();
         Ok(up)
@@ -135,9 +142,13 @@ impl Upstream {
     /// Endpoint `idx` did not answer at the transport level: its member counts as down.
     fn mark_down(&self, idx: usize) {
         let id = self.inner.ids[idx].load(Ordering::SeqCst);
-        if id != 0 {
-            self.down().insert(id, Instant::now());
+        if id != 0 && self.down().insert(id, Instant::now()).is_none() {
+            *self.leader_ok() = None;
         }
+    }
+
+    fn leader_ok(&self) -> std::sync::MutexGuard<'_, Option<(usize, Instant)>> {
+        self.inner.leader_ok.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Endpoint `idx` answered a Status call: learn its id, it is not down.
@@ -148,7 +159,10 @@ impl Upstream {
 
     /// Before a write after a recent failure: waits (until `deadline`) while the member at
     /// `ch` knows no leader or believes in a member that is down.
-    async fn await_live_leader(&self, ch: &Channel, deadline: tokio::time::Instant) {
+    async fn await_live_leader(&self, idx: usize, ch: &Channel, deadline: tokio::time::Instant) {
+        if self.leader_ok().is_some_and(|(i, at)| i == idx && at.elapsed() < LEADER_OK_FOR) {
+            return;
+        }
         loop {
             let down: Vec<u64> = {
                 let mut down = self.down();
@@ -167,6 +181,7 @@ impl Upstream {
             };
             tracing::debug!(leader, ?down, "before a write after a failure");
             if leader != 0 && !down.contains(&leader) {
+                *self.leader_ok() = Some((idx, Instant::now()));
                 return;
             }
             if tokio::time::Instant::now() + Duration::from_millis(100) > deadline {
@@ -204,7 +219,7 @@ impl Upstream {
         loop {
             let (idx, ch) = self.current();
             if retry == Retry::Write {
-                self.await_live_leader(&ch, deadline).await;
+                self.await_live_leader(idx, &ch, deadline).await;
             }
             let status = match f(ch).await {
                 Ok(v) => return Ok(v),
