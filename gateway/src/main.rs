@@ -17,6 +17,9 @@ use clap::Parser;
 use crate::config::Flags;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("proxy") {
+        return cairn_proxy::main(std::env::args().skip(2).collect());
+    }
     let mut args = std::env::args().skip(1);
     if args.next().as_deref() == Some("snapshot") {
         return snapshot_cmd::run(args.collect());

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 pub mod cluster;
 pub mod linearizability;
+pub mod proxy;
 pub mod workload;
 
 /// The `cairn` binary next to this test executable (target/<profile>/cairn), or `CAIRN_BIN`.
@@ -156,20 +157,25 @@ impl Cairn {
 
     /// SIGTERM, then waits for a clean exit; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        terminate(self.child.take()?)
+    }
+}
+
+/// SIGTERM to `c`, then waits (15 s at most) for its exit: its status code, or None when it had
+/// to be killed.
+pub fn terminate(mut c: Child) -> Option<i32> {
+    let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(Some(status)) = c.try_wait() {
+            return status.code();
         }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
