@@ -255,6 +255,26 @@ def machine():
     }
 
 
+def fsync_ms(root, n=200):
+    """Median and p99 of write(4 KiB) + fdatasync on the disk the data dirs live on: the floor
+    of a durable single-client put."""
+    d = tempfile.mkdtemp(prefix="fsync-", dir=root)
+    path = os.path.join(d, "f")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    samples = []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            os.write(fd, b"x" * 4096)
+            os.fdatasync(fd)
+            samples.append((time.perf_counter() - t0) * 1000)
+    finally:
+        os.close(fd)
+        shutil.rmtree(d, ignore_errors=True)
+    samples.sort()
+    return {"p50": samples[n // 2], "p99": samples[int(n * 0.99) - 1]}
+
+
 def version(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
@@ -302,6 +322,8 @@ def main():
                         "redis": version(["redis-server", "--version"])},
            "results": {}, "rss_mb": {}, "restart": {}, "redis": {}}
     res = out["results"]
+    out["fsync_ms"] = fsync_ms(a.data_root)
+    log(f"  fdatasync on the data disk: {out['fsync_ms']}")
     try:
         # one node, then three members: identical workloads against each system
         for n in ([1] if "cluster" in skip else [1, 3]):
@@ -330,6 +352,7 @@ def main():
                     info["rss_mb_after_restart"] = c.rss_mb()[0]
                     info["data_dir_mb"] = int(subprocess.run(["du", "-sm", c.dir], capture_output=True,
                                                              text=True).stdout.split()[0])
+                    info["keys"] = a.restart_keys
                     out["restart"][system] = info
                     log(f"          {info}")
                 finally:
@@ -372,6 +395,11 @@ def main():
 
 def print_table(out):
     res = out["results"]
+    m = out["machine"]
+    print(f"\nmachine: {m['cpu']}, {m['cpus']} CPUs, {m['memory']} RAM, kernel {m['kernel']}, data on {m['disk']}; "
+          f"load average before {m['load_before'][0]:.1f}, after {m.get('load_after', [0])[0]:.1f}; "
+          f"fdatasync p50 {out.get('fsync_ms', {}).get('p50', 0):.2f} ms, p99 {out.get('fsync_ms', {}).get('p99', 0):.2f} ms")
+    print(f"versions: {out['versions']}")
     print(f"\nCairn vs etcd 3.5, same machine, same run ({out['profile']} build, {out['duration']} per workload)")
     print(f"| workload | Cairn req/s | etcd req/s | ratio | Cairn p50/p99 ms | etcd p50/p99 ms | p99 ratio | errors C/E |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -395,14 +423,52 @@ def print_table(out):
                   f"| {ratio(sum(x for x in c if x), sum(x for x in e if x)):.2f} |")
     if out["restart"]:
         c, e = out["restart"].get("cairn", {}), out["restart"].get("etcd35", {})
-        print("\n| 1M keys | Cairn | etcd | ratio |\n|---|---:|---:|---:|")
+        print(f"\n| {c.get('keys', e.get('keys'))} keys | Cairn | etcd | ratio |\n|---|---:|---:|---:|")
         for k in ("load_throughput", "rss_mb_loaded", "restart_secs", "rss_mb_after_restart", "data_dir_mb"):
             print(f"| {k} | {c.get(k, float('nan')):.2f} | {e.get(k, float('nan')):.2f} | {ratio(c.get(k), e.get(k)):.2f} |")
+    print_targets(out)
     if out["redis"]:
         print("\n| redis-benchmark -c 50 -d 256 | SET req/s | SET p99 ms | GET req/s | GET p99 ms |\n|---|---:|---:|---:|---:|")
         for name, r in out["redis"].items():
             s, g = r.get("SET", {}), r.get("GET", {})
             print(f"| {name} | {s.get('rps', 0):.0f} | {s.get('p99_ms', 0):.2f} | {g.get('rps', 0):.0f} | {g.get('p99_ms', 0):.2f} |")
+
+
+
+def print_targets(out):
+    """The issue's targets, each checked against this run's numbers."""
+    res, rows = out["results"], []
+
+    def get(key, system):
+        return res.get(key, {}).get(system)
+
+    for label in ("1-node", "3-member"):
+        for c in (100, 1000):
+            cr, er = get(f"{label} put c={c}", "cairn"), get(f"{label} put c={c}", "etcd35")
+            if cr and er:
+                t = ratio(cr["throughput"], er["throughput"])
+                p = ratio(cr["latency_ms"]["p99"], er["latency_ms"]["p99"])
+                rows.append((f"{label} put c={c}: throughput >= 2x etcd, p99 <= etcd's",
+                             f"{t:.2f}x, p99 {p:.2f}x", t >= 2 and p <= 1))
+        cr, er = get(f"{label} range-s c=100", "cairn"), get(f"{label} range-s c=100", "etcd35")
+        if cr and er:
+            t = ratio(cr["throughput"], er["throughput"])
+            rows.append((f"{label} serializable range >= 2x etcd", f"{t:.2f}x", t >= 2))
+    cr = get("1-node put c=1", "cairn")
+    if cr and out.get("fsync_ms"):
+        limit = out["fsync_ms"]["p50"] + 0.2
+        rows.append(("single-client put p50 <= fsync p50 + 0.2 ms",
+                     f"{cr['latency_ms']['p50']:.2f} ms vs {limit:.2f} ms", cr["latency_ms"]["p50"] <= limit))
+    c, e = out["restart"].get("cairn"), out["restart"].get("etcd35")
+    if c:
+        rows.append((f"restart with {c['keys']} keys < 1 s", f"{c['restart_secs']:.2f} s", c["restart_secs"] < 1))
+    if c and e and c.get("rss_mb_loaded") and e.get("rss_mb_loaded"):
+        r = c["rss_mb_loaded"] / e["rss_mb_loaded"]
+        rows.append((f"RSS with {c['keys']} keys <= 0.5x etcd's", f"{r:.2f}x", r <= 0.5))
+    if rows:
+        print("\n| target | this run | met |\n|---|---|---|")
+        for name, val, ok in rows:
+            print(f"| {name} | {val} | {'yes' if ok else 'NO'} |")
 
 
 if __name__ == "__main__":
