@@ -88,8 +88,13 @@ pub enum Workload {
         #[arg(long, default_value_t = 1000)]
         prefill: u64,
     },
-    /// A transaction with no compares whose success branch puts one key.
-    TxnPut,
+    /// A transaction with no compares whose success branch puts --ops keys (distinct keys:
+    /// consecutive from a random start, or the next --ops sequential keys).
+    TxnPut {
+        /// Puts per transaction (etcd allows 128 by default). With many, this loads a store fast.
+        #[arg(long, default_value_t = 1)]
+        ops: u64,
+    },
     /// Put keys watched by --streams x --watchers-per-stream watchers; measures put-to-event
     /// latency for every watcher (one sample per watcher per put).
     WatchLatency {
@@ -130,7 +135,7 @@ impl Workload {
             Workload::Put => "put".into(),
             Workload::Range { consistency: Consistency::Linearizable, .. } => "range-linearizable".into(),
             Workload::Range { consistency: Consistency::Serializable, .. } => "range-serializable".into(),
-            Workload::TxnPut => "txn-put".into(),
+            Workload::TxnPut { .. } => "txn-put".into(),
             Workload::WatchLatency { .. } => "watch-latency".into(),
             Workload::LeaseKeepalive { .. } => "lease-keepalive".into(),
         }

@@ -39,7 +39,7 @@ impl KeyChoice {
 enum Kind {
     Put { kv: KvClient<Channel> },
     Range { kv: KvClient<Channel>, serializable: bool, prefill: u64 },
-    Txn { kv: KvClient<Channel> },
+    Txn { kv: KvClient<Channel>, ops: u64 },
     Lease { id: i64, tx: mpsc::Sender<LeaseKeepAliveRequest>, rx: Streaming<LeaseKeepAliveResponse> },
 }
 
@@ -71,7 +71,7 @@ impl Worker {
                 serializable: *consistency == Consistency::Serializable,
                 prefill: (*prefill).max(1),
             },
-            Workload::TxnPut => Kind::Txn { kv: KvClient::new(channel) },
+            Workload::TxnPut { ops } => Kind::Txn { kv: KvClient::new(channel), ops: (*ops).max(1) },
             Workload::LeaseKeepalive { ttl } => {
                 let mut lease = LeaseClient::new(channel);
                 let granted = lease
@@ -118,11 +118,24 @@ impl Worker {
                         .map(drop)
                         .map_err(|s| describe(&s))
                 }
-                Kind::Txn { kv } => {
-                    let key = self.keys.pick(seq, &mut self.rng);
-                    let put = PutRequest { key, value: self.value.clone(), ..Default::default() };
-                    let op = RequestOp { request: Some(request_op::Request::RequestPut(put)) };
-                    kv.txn(TxnRequest { compare: vec![], success: vec![op], failure: vec![] })
+                Kind::Txn { kv, ops } => {
+                    let first = if self.keys.sequential {
+                        seq * *ops
+                    } else {
+                        self.rng.below(self.keys.key_space)
+                    };
+                    let success = (0..*ops)
+                        .map(|j| {
+                            let n = if self.keys.sequential { first + j } else { (first + j) % self.keys.key_space };
+                            let put = PutRequest {
+                                key: keys::key(n, self.keys.key_size),
+                                value: self.value.clone(),
+                                ..Default::default()
+                            };
+                            RequestOp { request: Some(request_op::Request::RequestPut(put)) }
+                        })
+                        .collect();
+                    kv.txn(TxnRequest { compare: vec![], success, failure: vec![] })
                         .await
                         .map(drop)
                         .map_err(|s| describe(&s))

@@ -58,6 +58,9 @@ fn every_workload_counts_its_requests() {
     assert_shape(&ser, "range-serializable", 200);
     let txn = bench(&server, &["--clients", "2", "--total", "100", "--key-size", "16", "--val-size", "10", "txn-put"]);
     assert_shape(&txn, "txn-put", 100);
+    // 10 transactions of 7 sequential puts write keys 0..70 again (they exist from the put run).
+    let txn = bench(&server, &["--clients", "2", "--total", "10", "--sequential-keys", "txn-put", "--ops", "7"]);
+    assert_shape(&txn, "txn-put", 10);
     let lease = bench(&server, &["--clients", "2", "--total", "100", "lease-keepalive"]);
     assert_shape(&lease, "lease-keepalive", 100);
     // 50 puts seen by 2 streams x 3 watchers: one sample per watcher per put.
