@@ -213,9 +213,17 @@ WORKLOADS = [
     ("range-s c=100", ["range", "--consistency", "s"], 100),
 ]
 
+# The tool's other workloads, side by side on one node only (not in the targets).
+EXTRA_WORKLOADS = [
+    ("txn-put c=100", ["txn-put"], 100),
+    ("watch-latency 100 watchers, 100 puts/s", ["watch-latency", "--streams", "10", "--watchers-per-stream", "10",
+                                                 "--put-rate", "100"], 1),
+    ("lease-keepalive c=100", ["lease-keepalive"], 100),
+]
+
 
 def run_workloads(cluster, bench_bin, duration, results, label):
-    for name, wl, clients in WORKLOADS:
+    for name, wl, clients in WORKLOADS + (EXTRA_WORKLOADS if cluster.n == 1 else []):
         key = f"{label} {name}"
         log(f"  {cluster.system:7} {key} ...")
         rep = bench(bench_bin, cluster.endpoints(), wl, clients, conns_for(clients), duration=duration)

@@ -79,12 +79,18 @@ impl Worker {
                     .await
                     .map_err(|s| BenchError::Setup(format!("lease grant: {}", describe(&s))))?
                     .into_inner();
+                // A first keepalive is queued before the call: etcd (grpc-go) sends the response
+                // headers, which the call waits for, only with the first response.
                 let (tx, requests) = mpsc::channel(1);
-                let rx = lease
+                let closed = |_| BenchError::Setup("lease keepalive stream closed".into());
+                tx.send(LeaseKeepAliveRequest { id: granted.id }).await.map_err(closed)?;
+                let setup = |s: tonic::Status| BenchError::Setup(format!("lease keepalive: {}", describe(&s)));
+                let mut rx = lease
                     .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(requests))
                     .await
-                    .map_err(|s| BenchError::Setup(format!("lease keepalive stream: {}", describe(&s))))?
+                    .map_err(setup)?
                     .into_inner();
+                rx.message().await.map_err(setup)?;
                 Kind::Lease { id: granted.id, tx, rx }
             }
             Workload::WatchLatency { .. } => {
