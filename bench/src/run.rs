@@ -145,6 +145,16 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     }
 }
 
+/// Waits for every task and merges what each measured into `stats`.
+async fn join_into(stats: &mut Stats, tasks: &mut JoinSet<Stats>, what: &str) {
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(s) => stats.merge(s),
+            Err(e) => stats.error(format!("{what} task failed: {e}")),
+        }
+    }
+}
+
 /// put, range, txn-put, lease-keepalive: `--clients` tasks, each one request in flight.
 async fn closed_loop(args: &BenchArgs, channels: &[Channel]) -> Result<Report, BenchError> {
     if let Workload::Range { prefill, .. } = &args.workload {
@@ -175,12 +185,7 @@ async fn closed_loop(args: &BenchArgs, channels: &[Channel]) -> Result<Report, B
         });
     }
     let mut stats = Stats::new();
-    while let Some(r) = tasks.join_next().await {
-        match r {
-            Ok(s) => stats.merge(s),
-            Err(e) => stats.error(format!("client task failed: {e}")),
-        }
-    }
+    join_into(&mut stats, &mut tasks, "client").await;
     let elapsed = start.elapsed();
     progress.finish();
     Ok(Report::build(args.workload.name(), args, stats, elapsed))
@@ -288,12 +293,7 @@ async fn watch_latency(
         });
     }
     let mut stats = Stats::new();
-    while let Some(r) = putters.join_next().await {
-        match r {
-            Ok(s) => stats.merge(s),
-            Err(e) => stats.error(format!("putter task failed: {e}")),
-        }
-    }
+    join_into(&mut stats, &mut putters, "putter").await;
     let expected = put_ok.load(Ordering::Relaxed) * (streams * watchers_per_stream) as u64;
     let drain_until = Instant::now() + WATCH_DRAIN;
     while received.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
@@ -301,12 +301,7 @@ async fn watch_latency(
     }
     let elapsed = start.elapsed();
     let _ = stop_tx.send(true);
-    while let Some(r) = watch_tasks.join_next().await {
-        match r {
-            Ok(s) => stats.merge(s),
-            Err(e) => stats.error(format!("watch task failed: {e}")),
-        }
-    }
+    join_into(&mut stats, &mut watch_tasks, "watch").await;
     let got = received.load(Ordering::Relaxed);
     if got < expected {
         stats.errors_n("watch event not received", expected - got);
