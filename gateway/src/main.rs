@@ -24,6 +24,9 @@ fn main() -> ExitCode {
     if args.next().as_deref() == Some("snapshot") {
         return snapshot_cmd::run(args.collect());
     }
+    if std::env::args().nth(1).as_deref() == Some("bench") {
+        return cairn_bench::main_with(std::env::args().skip(2).collect());
+    }
     config::import_etcd_env();
     let flags = Flags::parse();
     tracing_subscriber::fmt()
