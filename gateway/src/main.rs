@@ -17,15 +17,13 @@ use clap::Parser;
 use crate::config::Flags;
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("proxy") {
-        return cairn_proxy::main(std::env::args().skip(2).collect());
-    }
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("snapshot") {
-        return snapshot_cmd::run(args.collect());
-    }
-    if std::env::args().nth(1).as_deref() == Some("bench") {
-        return cairn_bench::main_with(std::env::args().skip(2).collect());
+    // Subcommands; anything else is the server's own flags.
+    let rest = || std::env::args().skip(2).collect();
+    match std::env::args().nth(1).as_deref() {
+        Some("snapshot") => return snapshot_cmd::run(rest()),
+        Some("proxy") => return cairn_proxy::main(rest()),
+        Some("bench") => return cairn_bench::main_with(rest()),
+        _ => {}
     }
     config::import_etcd_env();
     let flags = Flags::parse();
