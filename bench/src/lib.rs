@@ -157,23 +157,11 @@ pub enum BenchError {
 
 /// Parses `10s`, `250ms`, `2m`, `1.5s` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown duration unit {unit:?} in {s:?} (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || secs <= 0.0 {
+    let d = cairn_etcd_v3::duration::parse_duration(s)?;
+    if d.is_zero() {
         return Err(format!("duration must be positive: {s:?}"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// Runs a benchmark and returns its report.

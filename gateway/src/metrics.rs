@@ -170,7 +170,7 @@ fn initialize_grpc_counters() {
 /// What a request is, for the metrics' labels.
 #[derive(Clone)]
 enum Call {
-    Grpc { service: String, method: String, kind: &'static str },
+    Grpc { service: &'static str, method: &'static str, kind: &'static str },
     Http { protocol: &'static str, command: String },
 }
 
@@ -178,15 +178,15 @@ fn classify<B>(req: &Request<B>) -> Call {
     let path = req.uri().path();
     if cairn_http::is_grpc(req.headers()) {
         let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("unknown", "unknown"));
-        let known = GRPC_METHODS
+        // Labels come from the table (no allocation per call); unknown paths get one label
+        // value, so clients cannot create series at will.
+        return GRPC_METHODS
             .iter()
             .find(|(s, _)| *s == service)
-            .and_then(|(_, methods)| methods.iter().find(|(m, _)| *m == method));
-        return match known {
-            Some((m, kind)) => Call::Grpc { service: service.to_string(), method: (*m).to_string(), kind },
-            // Unknown paths get one label value: clients must not create series at will.
-            None => Call::Grpc { service: "unknown".into(), method: "unknown".into(), kind: UNARY },
-        };
+            .and_then(|(s, methods)| methods.iter().find(|(m, _)| *m == method).map(|(m, kind)| (*s, *m, *kind)))
+            .map_or(Call::Grpc { service: "unknown", method: "unknown", kind: UNARY }, |(service, method, kind)| {
+                Call::Grpc { service, method, kind }
+            });
     }
     let method = req.method().as_str();
     let segments: Vec<&str> = path.trim_start_matches('/').splitn(4, '/').collect();
@@ -217,9 +217,8 @@ const V2_AREAS: &[&str] = &["keys ", "members ", "stats ", "machines "];
 async fn measure(req: Request<Body>, next: axum::middleware::Next) -> Response {
     let call = classify(&req);
     let started = Instant::now();
-    let req = if let Call::Grpc { service, method, kind } = &call {
-        counter!("grpc_server_started_total", "grpc_service" => service.clone(), "grpc_method" => method.clone(), "grpc_type" => *kind)
-            .increment(1);
+    let req = if let Call::Grpc { service, method, kind } = call {
+        counter!("grpc_server_started_total", "grpc_service" => service, "grpc_method" => method, "grpc_type" => kind).increment(1);
         let (parts, body) = req.into_parts();
         let labels = grpc_labels(service, method, kind);
         Request::from_parts(parts, Body::new(Counted { inner: body, direction: Direction::Received(labels) }))
@@ -233,28 +232,28 @@ async fn measure(req: Request<Body>, next: axum::middleware::Next) -> Response {
             // A failed call answers trailers-only: its status is in the headers.
             let status = grpc_status(&parts.headers);
             let finish = Finish { service, method, kind, started, status };
-            let labels = grpc_labels(&finish.service, &finish.method, finish.kind);
+            let labels = grpc_labels(service, method, kind);
             let body = Counted { inner: body, direction: Direction::Sent { labels, finish: Some(finish) } };
             Response::from_parts(parts, Body::new(body))
         }
         Call::Http { protocol, command } => {
             let result = if response.status().is_client_error() || response.status().is_server_error() { "error" } else { "ok" };
-            record_request(protocol, command, result, started);
+            record_request(protocol, command.into(), result, started);
             response
         }
     }
 }
 
-fn record_request(protocol: &'static str, command: String, result: &'static str, started: Instant) {
+fn record_request(protocol: &'static str, command: metrics::SharedString, result: &'static str, started: Instant) {
     counter!("cairn_requests_total", "protocol" => protocol, "command" => command.clone(), "result" => result).increment(1);
     histogram!("cairn_request_duration_seconds", "protocol" => protocol, "command" => command)
         .record(started.elapsed().as_secs_f64());
 }
 
-fn grpc_labels(service: &str, method: &str, kind: &'static str) -> Vec<metrics::Label> {
+fn grpc_labels(service: &'static str, method: &'static str, kind: &'static str) -> Vec<metrics::Label> {
     vec![
-        metrics::Label::new("grpc_service", service.to_string()),
-        metrics::Label::new("grpc_method", method.to_string()),
+        metrics::Label::new("grpc_service", service),
+        metrics::Label::new("grpc_method", method),
         metrics::Label::new("grpc_type", kind),
     ]
 }
@@ -265,8 +264,8 @@ fn grpc_status(headers: &HeaderMap) -> Option<i32> {
 
 /// A gRPC call's labels and start, recorded once its status is known.
 struct Finish {
-    service: String,
-    method: String,
+    service: &'static str,
+    method: &'static str,
     kind: &'static str,
     started: Instant,
     status: Option<i32>,
@@ -276,22 +275,11 @@ impl Finish {
     fn record(self) {
         // No status at all (the client went away mid-stream): as gRPC, Canceled.
         let code = self.status.map_or("Canceled", |c| GRPC_CODES.get(c as usize).copied().unwrap_or("Unknown"));
-        let labels = [
-            ("grpc_service", self.service.clone()),
-            ("grpc_method", self.method.clone()),
-            ("grpc_type", self.kind.to_string()),
-            ("grpc_code", code.to_string()),
-        ];
+        let labels = [("grpc_service", self.service), ("grpc_method", self.method), ("grpc_type", self.kind), ("grpc_code", code)];
         counter!("grpc_server_handled_total", &labels).increment(1);
-        histogram!(
-            "grpc_server_handling_seconds",
-            "grpc_service" => self.service.clone(),
-            "grpc_method" => self.method.clone(),
-            "grpc_type" => self.kind
-        )
-        .record(self.started.elapsed().as_secs_f64());
+        histogram!("grpc_server_handling_seconds", &labels[..3]).record(self.started.elapsed().as_secs_f64());
         let result = if self.status == Some(0) { "ok" } else { "error" };
-        record_request("grpc", self.method, result, self.started);
+        record_request("grpc", self.method.into(), result, self.started);
     }
 }
 

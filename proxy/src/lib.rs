@@ -89,21 +89,7 @@ pub struct ProxyFlags {
     pub log_level: String,
 }
 
-/// A Go-style duration: `500ms`, `5s`, `1m`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
-}
+pub use cairn_etcd_v3::duration::parse_duration;
 
 /// Entry point of `cairn proxy <flags>`.
 pub fn main(args: Vec<String>) -> ExitCode {

@@ -307,15 +307,12 @@ fn committed_index(m: &openraft::RaftMetrics<u64, crate::types::MemberNode>) -> 
 /// Sizes, revisions and RocksDB's own statistics.
 fn sample_store(inner: &Inner) {
     let db = &inner.db;
-    let (mut total, mut live) = (0u64, 0u64);
     let (mut compactions, mut flushes) = (0u64, 0u64);
     for name in layout::COLUMN_FAMILIES {
         let Some(cf) = db.cf_handle(name) else { continue };
         let prop = |p: &str| db.property_int_value_cf(cf, p).ok().flatten().unwrap_or(0);
         let sst = prop("rocksdb.total-sst-files-size");
         let mem = prop("rocksdb.size-all-mem-tables");
-        total += sst + mem;
-        live += prop("rocksdb.estimate-live-data-size") + mem;
         compactions = compactions.max(prop("rocksdb.num-running-compactions"));
         flushes = flushes.max(prop("rocksdb.num-running-flushes"));
         gauge!("cairn_rocksdb_estimate_num_keys", "cf" => name).set(prop("rocksdb.estimate-num-keys") as f64);
@@ -329,9 +326,11 @@ fn sample_store(inner: &Inner) {
             gauge!("cairn_leases").set(prop("rocksdb.estimate-num-keys") as f64);
         }
     }
+    // The same sizes `endpoint status` reports and the quota is checked against.
+    let (total, in_use) = crate::node::db_sizes(db);
     gauge!("etcd_mvcc_db_total_size_in_bytes").set(total as f64);
     gauge!("etcd_debugging_mvcc_db_total_size_in_bytes").set(total as f64);
-    gauge!("etcd_mvcc_db_total_size_in_use_in_bytes").set(live.min(total) as f64);
+    gauge!("etcd_mvcc_db_total_size_in_use_in_bytes").set(in_use as f64);
     gauge!("cairn_rocksdb_running_compactions").set(compactions as f64);
     gauge!("cairn_rocksdb_running_flushes").set(flushes as f64);
     gauge!("etcd_debugging_mvcc_current_revision").set(*inner.hub.subscribe().borrow() as f64);

@@ -546,24 +546,24 @@ impl CairnNode {
         let (bytes, at) = &self.inner.db_size;
         let now = now_ms();
         if now - at.load(Ordering::Relaxed) >= DB_SIZE_REFRESH_MS {
-            bytes.store(self.db_sizes().0 as u64, Ordering::Relaxed);
+            bytes.store(db_sizes(&self.inner.db).0 as u64, Ordering::Relaxed);
             at.store(now, Ordering::Relaxed);
         }
         bytes.load(Ordering::Relaxed)
     }
+}
 
-    fn db_sizes(&self) -> (i64, i64) {
-        let db = &self.inner.db;
-        let (mut total, mut live) = (0u64, 0u64);
-        for name in layout::COLUMN_FAMILIES {
-            if let Some(cf) = db.cf_handle(name) {
-                let prop = |p: &str| db.property_int_value_cf(cf, p).ok().flatten().unwrap_or(0);
-                total += prop("rocksdb.total-sst-files-size") + prop("rocksdb.size-all-mem-tables");
-                live += prop("rocksdb.estimate-live-data-size") + prop("rocksdb.size-all-mem-tables");
-            }
+/// The store's size on disk (SST files and memtables) and RocksDB's estimate of the live part.
+pub(crate) fn db_sizes(db: &Db) -> (i64, i64) {
+    let (mut total, mut live) = (0u64, 0u64);
+    for name in layout::COLUMN_FAMILIES {
+        if let Some(cf) = db.cf_handle(name) {
+            let prop = |p: &str| db.property_int_value_cf(cf, p).ok().flatten().unwrap_or(0);
+            total += prop("rocksdb.total-sst-files-size") + prop("rocksdb.size-all-mem-tables");
+            live += prop("rocksdb.estimate-live-data-size") + prop("rocksdb.size-all-mem-tables");
         }
-        (total as i64, live.min(total) as i64)
     }
+    (total as i64, live.min(total) as i64)
 }
 
 /// Proposes queued commands, as many as are waiting (up to a limit) per log entry, one entry
@@ -1203,7 +1203,7 @@ impl cairn_api::Maintenance for CairnNode {
     async fn status(&self) -> StoreResult<StatusResponse> {
         let meta = self.read(|r| r.meta()).await?;
         let metrics = self.inner.metrics.borrow().clone();
-        let (db_size, db_size_in_use) = self.db_sizes();
+        let (db_size, db_size_in_use) = db_sizes(&self.inner.db);
         let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
         Ok(StatusResponse {
             header: self.header(meta.revision),

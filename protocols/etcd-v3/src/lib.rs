@@ -6,6 +6,7 @@
 //! ([`errors`]). The adapter is generic over the core's traits and never names Raft or RocksDB.
 
 pub mod convert;
+pub mod duration;
 pub mod errors;
 mod cluster;
 mod election;
