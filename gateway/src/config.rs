@@ -96,6 +96,19 @@ pub struct Flags {
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "CAIRN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Auth token type: 'simple' (Cairn's simple tokens are signed, so any member accepts
+    /// them; JWT is not supported).
+    #[arg(long, env = "CAIRN_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+
+    /// Seconds an auth token stays valid after its last use.
+    #[arg(long, env = "CAIRN_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+
+    /// bcrypt cost of stored password hashes (4 to 31).
+    #[arg(long, env = "CAIRN_BCRYPT_COST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub bcrypt_cost: u32,
 }
 
 /// Every flag that may come from the environment.
@@ -120,6 +133,9 @@ const ENV_FLAGS: &[&str] = &[
     "LOG_LEVEL",
     "WATCH_PROGRESS_NOTIFY_INTERVAL",
     "LISTEN_REDIS_URLS",
+    "AUTH_TOKEN",
+    "AUTH_TOKEN_TTL",
+    "BCRYPT_COST",
 ];
 
 /// Parses Go-style durations as etcd's flags take them: `500ms`, `5s`, `10m`, `1h`.
@@ -163,6 +179,12 @@ impl Flags {
         if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
             bail!("--election-timeout[{}] should be at least 5 times as --heartbeat-interval[{}]", self.election_timeout, self.heartbeat_interval);
         }
+        if self.auth_token.split(',').next() != Some("simple") {
+            bail!("--auth-token {:?} is not supported (only 'simple')", self.auth_token);
+        }
+        if self.auth_token_ttl == 0 {
+            bail!("--auth-token-ttl must be positive");
+        }
         let advertise = if self.advertise_client_urls.is_empty() {
             self.listen_client_urls.clone()
         } else {
@@ -192,6 +214,8 @@ impl Flags {
             max_request_bytes: self.max_request_bytes,
             watch_progress_notify_interval: self.watch_progress_notify_interval,
             limits: cairn_raft::Limits { max_txn_ops: self.max_txn_ops },
+            auth_token_ttl: std::time::Duration::from_secs(self.auth_token_ttl),
+            bcrypt_cost: self.bcrypt_cost,
         })
     }
 }

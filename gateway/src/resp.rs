@@ -41,7 +41,7 @@ pub fn spawn_all<S>(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinSet<std::io::Result<()>>
 where
-    S: cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Maintenance,
+    S: cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Maintenance + cairn_api::Auth,
 {
     let mut set = tokio::task::JoinSet::new();
     for listener in listeners {

@@ -98,6 +98,57 @@ pub enum StoreError {
     /// etcd `ErrUnhealthy`: the cluster is not healthy enough for the change.
     #[error("unhealthy cluster")]
     Unhealthy,
+    /// etcd `ErrUserEmpty`: no user name given, or no credentials while auth is enabled.
+    #[error("user name is empty")]
+    UserEmpty,
+    /// etcd `ErrUserAlreadyExist`.
+    #[error("user name already exists")]
+    UserAlreadyExists,
+    /// etcd `ErrUserNotFound`.
+    #[error("user name not found")]
+    UserNotFound,
+    /// etcd `ErrRoleEmpty`.
+    #[error("role name is empty")]
+    RoleEmpty,
+    /// etcd `ErrRoleAlreadyExist`.
+    #[error("role name already exists")]
+    RoleAlreadyExists,
+    /// etcd `ErrRoleNotFound`.
+    #[error("role name not found")]
+    RoleNotFound,
+    /// etcd `ErrRoleNotGranted`.
+    #[error("role is not granted to the user")]
+    RoleNotGranted,
+    /// etcd `ErrPermissionNotGranted`.
+    #[error("permission is not granted to the role")]
+    PermissionNotGranted,
+    /// etcd `ErrPermissionNotGiven`: a grant without a permission.
+    #[error("permission not given")]
+    PermissionNotGiven,
+    /// etcd `ErrAuthFailed`: unknown user or wrong password.
+    #[error("authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// etcd `ErrPermissionDenied`.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// etcd `ErrAuthNotEnabled`.
+    #[error("authentication is not enabled")]
+    AuthNotEnabled,
+    /// etcd `ErrInvalidAuthToken`: unknown, expired or outdated token.
+    #[error("invalid auth token")]
+    InvalidAuthToken,
+    /// etcd `ErrInvalidAuthMgmt`: e.g. deleting root, or taking its root role, while auth is on.
+    #[error("invalid auth management")]
+    InvalidAuthMgmt,
+    /// etcd `ErrRootUserNotExist`: auth cannot be enabled without a root user.
+    #[error("root user does not exist")]
+    RootUserNotExist,
+    /// etcd `ErrRootRoleNotExist`: the root user must hold the root role.
+    #[error("root user does not have root role")]
+    RootRoleNotExist,
+    /// etcd `ErrAuthOldRevision`.
+    #[error("revision of auth store is old")]
+    AuthOldRevision,
     /// A storage or consensus failure that is not the client's doing. The text is for logs.
     #[error("internal error: {0}")]
     Internal(String),

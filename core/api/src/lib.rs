@@ -5,6 +5,7 @@
 //! create/mod revisions, versions, leases, compare-and-swap transactions. Nothing here knows
 //! about gRPC, HTTP, RESP, Raft or RocksDB, so the adapters can depend on this crate alone.
 
+mod auth;
 mod error;
 mod kv;
 mod lease;
@@ -12,6 +13,7 @@ mod cluster;
 mod service;
 mod watch;
 
+pub use auth::*;
 pub use cluster::*;
 pub use error::StoreError;
 pub use kv::*;

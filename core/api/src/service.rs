@@ -12,6 +12,8 @@ use crate::{
     AlarmAction, AlarmResponse, HashKvResponse, MemberAddRequest, MemberAddResponse, MembersResponse,
     SnapshotChunk, MemberListResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, StatusResponse,
     StoreError, TxnRequest, TxnResponse,
+    AuthChange, AuthStatusResponse, AuthenticateResponse, Credentials, NamesResponse, PermType,
+    RoleGetResponse, UserGetResponse,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -85,3 +87,32 @@ pub trait Watch: Clone + Send + Sync + 'static {
 
 /// The chunks of a snapshot; an error ends it.
 pub type SnapshotStream = Pin<Box<dyn futures_core::Stream<Item = StoreResult<SnapshotChunk>> + Send>>;
+
+/// Users, roles and who is calling (see [`crate::auth`]).
+///
+/// A handle either acts for the server itself (trusted: what the server binary hands to the
+/// adapters) or for one client, whose every call on the other traits is checked against its
+/// permissions while auth is enabled.
+pub trait Auth: Clone + Send + Sync + 'static {
+    /// A handle acting for the client that presented `credentials`: refused with
+    /// `InvalidAuthToken` or `AuthFailed` when they are wrong (while auth is enabled).
+    fn for_caller(&self, credentials: Credentials) -> impl Future<Output = StoreResult<Self>> + Send;
+    /// The user this handle acts for, if any.
+    fn caller_name(&self) -> Option<String>;
+    /// Whether auth is enabled now.
+    fn auth_enabled(&self) -> bool;
+    /// Whether this handle may access `[key, range_end)` for `need` (Read or Write): `Ok` when
+    /// auth is disabled or for the trusted handle. For adapters that run several clients'
+    /// commands together (RESP's group commit) and must check each client first.
+    fn check_access(&self, key: &[u8], range_end: &[u8], need: PermType) -> StoreResult<()>;
+
+    fn auth_status(&self) -> impl Future<Output = StoreResult<AuthStatusResponse>> + Send;
+    /// Exchanges a name and password for a token (etcd's simple token).
+    fn authenticate(&self, name: String, password: String) -> impl Future<Output = StoreResult<AuthenticateResponse>> + Send;
+    /// Enables or disables auth, or changes users and roles (root only once auth is enabled).
+    fn auth_change(&self, change: AuthChange) -> impl Future<Output = StoreResult<ResponseHeader>> + Send;
+    fn user_get(&self, name: String) -> impl Future<Output = StoreResult<UserGetResponse>> + Send;
+    fn user_list(&self) -> impl Future<Output = StoreResult<NamesResponse>> + Send;
+    fn role_get(&self, name: String) -> impl Future<Output = StoreResult<RoleGetResponse>> + Send;
+    fn role_list(&self) -> impl Future<Output = StoreResult<NamesResponse>> + Send;
+}

@@ -16,6 +16,7 @@ use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{encode, encode_i64, Change, LeaseRecord, Version};
+use crate::auth::AuthCache;
 use crate::error::{MvccError, Result};
 use crate::layout::{self, CF_HISTORY, CF_KV, CF_LEASES, CF_LEASE_KEYS, CF_META, CF_REVISIONS};
 use crate::read::{Overlay, Reader, StoreMeta};
@@ -40,6 +41,8 @@ pub enum WriteCommand {
     /// Raises (`activate`) or clears an alarm. While any member has NOSPACE raised, writes
     /// that add data (puts, txns, lease grants) are refused; deletes and compaction still run.
     Alarm { activate: bool, alarm: AlarmMember },
+    /// Changes users, roles or whether auth is enabled ([`crate::auth`]).
+    Auth(crate::auth::AuthCommand),
 }
 
 /// The answer to a [`WriteCommand`], header revision and term filled in.
@@ -55,12 +58,15 @@ pub enum ApplyOutcome {
     LeaseExpire { revoked: usize },
     /// The alarms raised after the change.
     Alarm(Vec<AlarmMember>),
+    Auth(ResponseHeader),
 }
 
 /// Applies commands in log order. Holds the revision counters between commands, so it must be
 /// the only writer of the MVCC column families.
 pub struct Applier {
     meta: StoreMeta,
+    /// The auth state as applied so far, shared with the member's request path.
+    auth: std::sync::Arc<AuthCache>,
     /// The changes of the last applied command, for watchers.
     events: Vec<Event>,
 }
@@ -85,11 +91,18 @@ struct Pending<'r, 'db> {
 impl Applier {
     /// Starts from the counters stored in `db`.
     pub fn open(db: &Db) -> Result<Self> {
-        Ok(Applier { meta: Reader::live(db).meta()?, events: Vec::new() })
+        let reader = Reader::live(db);
+        let auth = std::sync::Arc::new(AuthCache::new(reader.auth()?));
+        Ok(Applier { meta: reader.meta()?, auth, events: Vec::new() })
     }
 
     pub fn meta(&self) -> StoreMeta {
         self.meta
+    }
+
+    /// The auth state as applied, kept current by this applier.
+    pub fn auth_cache(&self) -> std::sync::Arc<AuthCache> {
+        self.auth.clone()
     }
 
     /// The events of the last command applied (empty if it changed no key), in order.
@@ -99,7 +112,9 @@ impl Applier {
 
     /// Re-reads the counters (after a snapshot replaced the state).
     pub fn reload(&mut self, db: &Db) -> Result<()> {
-        self.meta = Reader::live(db).meta()?;
+        let reader = Reader::live(db);
+        self.meta = reader.meta()?;
+        self.auth.set(std::sync::Arc::new(reader.auth()?));
         Ok(())
     }
 
@@ -119,7 +134,15 @@ impl Applier {
         {
             return Err(StoreError::NoSpace.into());
         }
+        let mut new_auth = None;
         let outcome = match cmd {
+            WriteCommand::Auth(change) => {
+                if let Some(next) = self.auth.get().apply(change)? {
+                    p.writes.push(Write::Put(CF_META, layout::META_AUTH.to_vec(), encode(&next)));
+                    new_auth = Some(std::sync::Arc::new(next));
+                }
+                ApplyOutcome::Auth(ResponseHeader::default())
+            }
             WriteCommand::Alarm { activate, alarm } => {
                 let mut alarms = reader.alarms()?;
                 alarms.retain(|a| a != alarm);
@@ -195,6 +218,9 @@ impl Applier {
             self.meta.revision += 1;
             batch.put_cf(cfs(CF_META)?, layout::META_REVISION, encode_i64(self.meta.revision));
         }
+        if let Some(next) = new_auth {
+            self.auth.set(next);
+        }
         let header = ResponseHeader { revision: self.meta.revision, raft_term, ..Default::default() };
         Ok(set_header(outcome, header))
     }
@@ -245,6 +271,7 @@ fn set_header(outcome: ApplyOutcome, header: ResponseHeader) -> ApplyOutcome {
         }
         expire @ ApplyOutcome::LeaseExpire { .. } => expire,
         alarm @ ApplyOutcome::Alarm(_) => alarm,
+        ApplyOutcome::Auth(_) => ApplyOutcome::Auth(header),
     }
 }
 

@@ -45,6 +45,8 @@ pub const META_MEMBERSHIP: &[u8] = b"membership";
 /// `meta`: cluster id and this member's id, chosen when the data dir is created.
 pub const META_CLUSTER_ID: &[u8] = b"cluster_id";
 pub const META_MEMBER_ID: &[u8] = b"member_id";
+/// `meta`: users, roles and the enabled flag (postcard [`crate::auth::AuthState`]).
+pub const META_AUTH: &[u8] = b"auth";
 /// The raised alarms (postcard `Vec<AlarmMember>`), replicated like any state.
 pub const META_ALARMS: &[u8] = b"alarms";
 

@@ -7,6 +7,7 @@
 //! history and a restart rebuilds nothing in memory.
 
 mod apply;
+pub mod auth;
 mod codec;
 mod compact;
 mod error;

@@ -95,6 +95,14 @@ impl<'a> Reader<'a> {
         self.get(CF_META, key)
     }
 
+    /// Users, roles and whether auth is enabled.
+    pub fn auth(&self) -> Result<crate::auth::AuthState> {
+        match self.get(CF_META, layout::META_AUTH)? {
+            Some(raw) => decode(&raw, "auth state"),
+            None => Ok(Default::default()),
+        }
+    }
+
     /// The raised alarms.
     pub fn alarms(&self) -> Result<Vec<cairn_api::AlarmMember>> {
         match self.get(CF_META, layout::META_ALARMS)? {

@@ -7,6 +7,7 @@
 //! id, and the outcome travels back to the caller. Linearizable reads wait for a read index;
 //! serializable reads go straight to the local store.
 
+mod auth;
 mod ids;
 mod log_store;
 pub mod metrics;

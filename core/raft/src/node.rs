@@ -64,6 +64,10 @@ pub struct NodeConfig {
     pub auto_promote_learners: bool,
     /// The backend size above which writes are refused with NOSPACE (0: no limit).
     pub quota_backend_bytes: u64,
+    /// How long an auth token stays valid after its last use (etcd's --auth-token-ttl).
+    pub auth_token_ttl: Duration,
+    /// bcrypt cost of stored password hashes (etcd's --bcrypt-cost).
+    pub bcrypt_cost: u32,
 }
 
 impl Default for NodeConfig {
@@ -84,6 +88,8 @@ impl Default for NodeConfig {
             join_existing: false,
             auto_promote_learners: false,
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
+            auth_token_ttl: Duration::from_secs(300),
+            bcrypt_cost: 10,
         }
     }
 }
@@ -123,6 +129,9 @@ pub(crate) struct Inner {
     /// The backend size as last measured, and when (ms): the quota check on the write path
     /// measures at most every [`DB_SIZE_REFRESH_MS`].
     db_size: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicI64),
+    /// Users, roles and permissions as applied (see [`crate::auth`]).
+    pub(crate) auth: Arc<cairn_mvcc::auth::AuthCache>,
+    pub(crate) tokens: crate::auth::Tokens,
 }
 
 /// How stale the backend size the quota check uses may be.
@@ -131,7 +140,9 @@ const DB_SIZE_REFRESH_MS: i64 = 100;
 /// A running member of a Cairn cluster.
 #[derive(Clone)]
 pub struct CairnNode {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
+    /// Who this handle acts for: the server itself, or one client whose calls are checked.
+    pub(crate) access: crate::auth::Access,
 }
 
 fn read_or_init_id(db: &Db, key: &[u8], init: u64) -> Result<u64, rocksdb::Error> {
@@ -242,6 +253,7 @@ impl CairnNode {
         let state_machine = StateMachine::open(db.clone(), dir.join("member").join("snap"))
             .map_err(|e| OpenError::Raft(e.to_string()))?;
         let hub = state_machine.watch_hub();
+        let auth = state_machine.auth_cache();
         let raft = Raft::new(member_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
@@ -273,7 +285,10 @@ impl CairnNode {
                 config,
                 link,
                 db_size: Default::default(),
+                auth,
+                tokens: Default::default(),
             }),
+            access: crate::auth::Access::Server,
         };
         tokio::spawn(propose_batches(Arc::downgrade(&node.inner), queue));
         tokio::spawn(expire_leases(Arc::downgrade(&node.inner)));
@@ -430,7 +445,7 @@ impl CairnNode {
         }
     }
 
-    fn header(&self, revision: i64) -> ResponseHeader {
+    pub(crate) fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {
             cluster_id: self.inner.cluster_id,
             member_id: self.inner.member_id,
@@ -440,13 +455,13 @@ impl CairnNode {
     }
 
     /// Fills in who answered (the state machine knows only revision and term).
-    fn stamp(&self, mut h: ResponseHeader) -> ResponseHeader {
+    pub(crate) fn stamp(&self, mut h: ResponseHeader) -> ResponseHeader {
         h.cluster_id = self.inner.cluster_id;
         h.member_id = self.inner.member_id;
         h
     }
 
-    async fn propose(&self, cmd: WriteCommand) -> StoreResult<ApplyOutcome> {
+    pub(crate) async fn propose(&self, cmd: WriteCommand) -> StoreResult<ApplyOutcome> {
         self.not_learner()?;
         if command_size(&cmd) > self.inner.config.max_request_bytes {
             return Err(StoreError::RequestTooLarge);
@@ -487,7 +502,7 @@ impl CairnNode {
     /// Returns once every write committed before the call is applied locally. The leader
     /// confirms its leadership with a quorum; a follower asks the leader for that read index
     /// and waits until it has applied that far.
-    async fn read_barrier(&self) -> StoreResult<()> {
+    pub(crate) async fn read_barrier(&self) -> StoreResult<()> {
         self.not_learner()?;
         let result = self.obtain_read_index().await;
         if result.is_err() {
@@ -530,7 +545,7 @@ impl CairnNode {
     }
 
     /// Runs `f` on a consistent snapshot of the store, off the async threads.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Reader) -> Result<T, cairn_mvcc::MvccError> + Send + 'static,
     ) -> StoreResult<T> {
@@ -584,7 +599,7 @@ async fn propose_batches(inner: Weak<Inner>, mut queue: tokio::sync::mpsc::Recei
             }
         }
         let Some(inner) = inner.upgrade() else { return };
-        let node = CairnNode { inner };
+        let node = CairnNode { inner, access: crate::auth::Access::Server };
         tracing::trace!(commands = waiting.len(), bytes, "proposing a batch");
         let (commands, replies): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
         let outcomes = node.propose_batch(commands).await;
@@ -712,7 +727,7 @@ async fn publish_self(inner: Weak<Inner>) {
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let Some(inner) = inner.upgrade() else { return };
-        let node = CairnNode { inner };
+        let node = CairnNode { inner, access: crate::auth::Access::Server };
         let me = node.inner.member_id;
         let current = {
             let m = node.inner.metrics.borrow();
@@ -742,7 +757,7 @@ async fn auto_promote(inner: Weak<Inner>) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let Some(inner) = inner.upgrade() else { return };
-        let node = CairnNode { inner };
+        let node = CairnNode { inner, access: crate::auth::Access::Server };
         if !node.is_leader() {
             continue;
         }
@@ -770,7 +785,7 @@ fn in_sync(matched: u64, leader_last: u64) -> bool {
 }
 
 /// Wall-clock milliseconds since the Unix epoch: lease deadlines are wall-clock.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -786,7 +801,7 @@ async fn expire_leases(inner: Weak<Inner>) {
     loop {
         tokio::time::sleep(LEASE_CHECK_INTERVAL).await;
         let Some(inner) = inner.upgrade() else { return };
-        let node = CairnNode { inner };
+        let node = CairnNode { inner, access: crate::auth::Access::Server };
         let is_leader = node.inner.metrics.borrow().current_leader == Some(node.inner.member_id);
         if !is_leader {
             continue;
@@ -850,6 +865,7 @@ fn command_size(cmd: &WriteCommand) -> usize {
         | WriteCommand::LeaseRenew { .. } => 32,
         WriteCommand::LeaseExpire { ids, .. } => 32 + 8 * ids.len(),
         WriteCommand::Alarm { .. } => 32,
+        WriteCommand::Auth(_) => 256,
     }
 }
 
@@ -863,6 +879,7 @@ fn txn_writes(t: &TxnRequest) -> bool {
 
 impl cairn_api::Kv for CairnNode {
     async fn range(&self, req: RangeRequest) -> StoreResult<RangeResponse> {
+        self.allow(&req.key, &req.range_end, cairn_api::PermType::Read)?;
         cairn_mvcc::check_range(&req)?;
         if req.consistency == ReadConsistency::Linearizable {
             self.read_barrier().await?;
@@ -874,6 +891,8 @@ impl cairn_api::Kv for CairnNode {
     }
 
     async fn put(&self, req: PutRequest) -> StoreResult<PutResponse> {
+        self.allow_put(&req)?;
+        self.allow_lease_keys(req.lease).await?;
         cairn_mvcc::check_put(&req)?;
         match self.propose(WriteCommand::Put(req)).await? {
             ApplyOutcome::Put(mut r) => {
@@ -885,6 +904,7 @@ impl cairn_api::Kv for CairnNode {
     }
 
     async fn delete_range(&self, req: DeleteRangeRequest) -> StoreResult<DeleteRangeResponse> {
+        self.allow_delete(&req)?;
         cairn_mvcc::check_delete(&req)?;
         match self.propose(WriteCommand::DeleteRange(req)).await? {
             ApplyOutcome::DeleteRange(mut r) => {
@@ -896,6 +916,7 @@ impl cairn_api::Kv for CairnNode {
     }
 
     async fn txn(&self, req: TxnRequest) -> StoreResult<TxnResponse> {
+        self.allow_txn(&req)?;
         cairn_mvcc::check_txn(&req, &self.inner.config.limits)?;
         metrics::count_op(metrics::TXN_TOTAL);
         // A txn that can write in either branch goes through the log; one that only reads is
@@ -916,6 +937,7 @@ impl cairn_api::Kv for CairnNode {
     }
 
     async fn compact(&self, req: CompactionRequest) -> StoreResult<CompactionResponse> {
+        self.allow_authenticated()?;
         let meta = self.read(|r| r.meta()).await?;
         if req.revision <= meta.compact_revision {
             return Err(StoreError::Compacted);
@@ -1109,7 +1131,7 @@ impl CairnNode {
             while tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let Some(inner) = inner.upgrade() else { return };
-                let node = CairnNode { inner };
+                let node = CairnNode { inner, access: crate::auth::Access::Server };
                 if !node.is_leader() || !node.members().iter().any(|m| m.id == id && m.is_learner) {
                     return;
                 }
@@ -1177,6 +1199,7 @@ impl cairn_api::Cluster for CairnNode {
     }
 
     async fn member_add(&self, req: MemberAddRequest) -> StoreResult<MemberAddResponse> {
+        self.allow_admin()?;
         let id = self.change_members(MembershipChange::Add { peer_urls: req.peer_urls, learner: req.is_learner }).await?;
         let members = self.members();
         let member = members.iter().find(|m| m.id == id).cloned().ok_or(StoreError::MemberNotFound)?;
@@ -1184,16 +1207,19 @@ impl cairn_api::Cluster for CairnNode {
     }
 
     async fn member_remove(&self, id: u64) -> StoreResult<MembersResponse> {
+        self.allow_admin()?;
         self.change_members(MembershipChange::Remove { id }).await?;
         Ok(MembersResponse { header: self.header(0), members: self.members() })
     }
 
     async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> StoreResult<MembersResponse> {
+        self.allow_admin()?;
         self.change_members(MembershipChange::Update { id, peer_urls }).await?;
         Ok(MembersResponse { header: self.header(0), members: self.members() })
     }
 
     async fn member_promote(&self, id: u64) -> StoreResult<MembersResponse> {
+        self.allow_admin()?;
         self.change_members(MembershipChange::Promote { id }).await?;
         Ok(MembersResponse { header: self.header(0), members: self.members() })
     }
@@ -1220,6 +1246,7 @@ impl cairn_api::Maintenance for CairnNode {
     }
 
     async fn hash_kv(&self, revision: i64) -> StoreResult<HashKvResponse> {
+        self.allow_admin()?;
         let (meta, hash, hash_revision) = self
             .read(move |r| {
                 let meta = r.meta()?;
@@ -1242,6 +1269,7 @@ impl cairn_api::Maintenance for CairnNode {
     }
 
     async fn defragment(&self) -> StoreResult<ResponseHeader> {
+        self.allow_admin()?;
         let db = self.inner.db.clone();
         let _inflight = metrics::InFlight::new(metrics::DEFRAG_INFLIGHT);
         let started = std::time::Instant::now();
@@ -1262,6 +1290,9 @@ impl cairn_api::Maintenance for CairnNode {
     }
 
     async fn alarm(&self, action: AlarmAction) -> StoreResult<AlarmResponse> {
+        if !matches!(action, AlarmAction::Get { .. }) {
+            self.allow_admin()?;
+        }
         let (activate, alarm) = match action {
             AlarmAction::Get { member_id, alarm } => {
                 self.read_barrier().await?;
@@ -1284,6 +1315,7 @@ impl cairn_api::Maintenance for CairnNode {
     }
 
     async fn snapshot(&self) -> StoreResult<SnapshotStream> {
+        self.allow_admin()?;
         let dir = self.inner.config.data_dir.join("member").join("snap");
         let db = self.inner.db.clone();
         let path = dir.join(format!("client-{:x}.tmp", rand::random::<u64>()));
@@ -1298,6 +1330,7 @@ impl cairn_api::Maintenance for CairnNode {
     }
 
     async fn move_leader(&self, target: u64) -> StoreResult<ResponseHeader> {
+        self.allow_admin()?;
         if !self.is_leader() {
             return Err(StoreError::NotLeader);
         }
@@ -1346,6 +1379,7 @@ impl cairn_api::Maintenance for CairnNode {
 
 impl cairn_api::Lease for CairnNode {
     async fn lease_grant(&self, req: LeaseGrantRequest) -> StoreResult<LeaseGrantResponse> {
+        self.allow_authenticated()?;
         if req.ttl > cairn_api::MAX_LEASE_TTL {
             return Err(StoreError::LeaseTtlTooLarge);
         }
@@ -1369,6 +1403,8 @@ impl cairn_api::Lease for CairnNode {
     }
 
     async fn lease_revoke(&self, id: LeaseId) -> StoreResult<LeaseRevokeResponse> {
+        self.allow_authenticated()?;
+        self.allow_lease_keys(id).await?;
         match self.propose(WriteCommand::LeaseRevoke { id }).await? {
             ApplyOutcome::LeaseRevoke(mut r) => {
                 ::metrics::counter!(metrics::LEASE_REVOKED).increment(1);
@@ -1380,6 +1416,7 @@ impl cairn_api::Lease for CairnNode {
     }
 
     async fn lease_keep_alive(&self, id: LeaseId) -> StoreResult<LeaseKeepAliveResponse> {
+        self.allow_authenticated()?;
         match self.propose(WriteCommand::LeaseRenew { id, now_ms: now_ms() }).await {
             Ok(ApplyOutcome::LeaseRenew(mut r)) => {
                 ::metrics::counter!(metrics::LEASE_RENEWED).increment(1);
@@ -1396,6 +1433,7 @@ impl cairn_api::Lease for CairnNode {
     }
 
     async fn lease_time_to_live(&self, id: LeaseId, keys: bool) -> StoreResult<LeaseTimeToLiveResponse> {
+        self.allow_authenticated()?;
         self.read_barrier().await?;
         let (meta, lease, attached) = self
             .read(move |r| {
@@ -1419,6 +1457,7 @@ impl cairn_api::Lease for CairnNode {
     }
 
     async fn lease_leases(&self) -> StoreResult<LeaseLeasesResponse> {
+        self.allow_authenticated()?;
         self.read_barrier().await?;
         let (meta, mut leases) = self.read(|r| Ok((r.meta()?, r.leases()?))).await?;
         // etcd lists the lease that ends soonest first.
@@ -1434,6 +1473,7 @@ const WATCH_CHANNEL: usize = 8;
 
 impl cairn_api::Watch for CairnNode {
     async fn watch(&self, req: WatchRequest) -> StoreResult<(ResponseHeader, WatchStream)> {
+        self.allow(&req.key, &req.range_end, cairn_api::PermType::Read)?;
         let mut revisions = self.inner.hub.subscribe();
         let meta = self.read(|r| r.meta()).await?;
         let header = self.header(meta.revision);
@@ -1541,6 +1581,7 @@ impl cairn_api::Watch for CairnNode {
     }
 
     async fn progress(&self) -> StoreResult<ResponseHeader> {
+        self.allow_authenticated()?;
         let revision = *self.inner.hub.subscribe().borrow();
         Ok(self.header(revision))
     }

@@ -80,6 +80,11 @@ impl StateMachine {
         })
     }
 
+    /// The auth state as applied, kept current by the applier.
+    pub(crate) fn auth_cache(&self) -> Arc<cairn_mvcc::auth::AuthCache> {
+        self.applier.auth_cache()
+    }
+
     /// Where applied changes are announced to watchers.
     pub(crate) fn watch_hub(&self) -> Arc<WatchHub> {
         self.hub.clone()

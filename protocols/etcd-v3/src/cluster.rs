@@ -24,11 +24,12 @@ fn members(list: Vec<cairn_api::Member>) -> Vec<Member> {
 }
 
 #[tonic::async_trait]
-impl<S: cairn_api::Cluster> Cluster for ClusterService<S> {
+impl<S: cairn_api::Cluster + cairn_api::Auth> Cluster for ClusterService<S> {
     async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         let req = request.into_inner();
-        let resp = self
-            .store
+        let resp = store
+            
             .member_add(cairn_api::MemberAddRequest { peer_urls: req.peer_ur_ls, is_learner: req.is_learner })
             .await
             .map_err(to_status)?;
@@ -43,7 +44,8 @@ impl<S: cairn_api::Cluster> Cluster for ClusterService<S> {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        let resp = self.store.member_remove(request.into_inner().id).await.map_err(to_status)?;
+        let store = crate::auth::caller(&self.store, &request).await?;
+        let resp = store.member_remove(request.into_inner().id).await.map_err(to_status)?;
         Ok(Response::new(MemberRemoveResponse { header: convert::header(resp.header), members: members(resp.members) }))
     }
 
@@ -51,13 +53,15 @@ impl<S: cairn_api::Cluster> Cluster for ClusterService<S> {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         let req = request.into_inner();
-        let resp = self.store.member_update(req.id, req.peer_ur_ls).await.map_err(to_status)?;
+        let resp = store.member_update(req.id, req.peer_ur_ls).await.map_err(to_status)?;
         Ok(Response::new(MemberUpdateResponse { header: convert::header(resp.header), members: members(resp.members) }))
     }
 
-    async fn member_list(&self, _: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
-        let resp = self.store.member_list().await.map_err(to_status)?;
+    async fn member_list(&self, request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
+        let resp = store.member_list().await.map_err(to_status)?;
         Ok(Response::new(MemberListResponse { header: convert::header(resp.header), members: members(resp.members) }))
     }
 
@@ -65,7 +69,8 @@ impl<S: cairn_api::Cluster> Cluster for ClusterService<S> {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        let resp = self.store.member_promote(request.into_inner().id).await.map_err(to_status)?;
+        let store = crate::auth::caller(&self.store, &request).await?;
+        let resp = store.member_promote(request.into_inner().id).await.map_err(to_status)?;
         Ok(Response::new(MemberPromoteResponse { header: convert::header(resp.header), members: members(resp.members) }))
     }
 }

@@ -64,19 +64,20 @@ async fn as_leader<S: cairn_api::Kv>(store: &S, leader: Option<LeaderKey>, op: R
 type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<S: cairn_api::Kv + cairn_api::Watch> Election for ElectionService<S> {
+impl<S: cairn_api::Kv + cairn_api::Watch + cairn_api::Auth> Election for ElectionService<S> {
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         let r = request.into_inner();
         let prefix = queue_prefix(&r.name);
-        let (mut kv, _) = join(&self.store, &prefix, r.lease, &r.value).await.map_err(to_status)?;
+        let (mut kv, _) = join(&store, &prefix, r.lease, &r.value).await.map_err(to_status)?;
         if kv.value != r.value {
             // Campaigning again with the same lease updates the value (etcd's rule).
             let put = PutRequest { key: kv.key.clone(), value: r.value.clone(), ignore_lease: true, ..Default::default() };
-            self.store.put(put).await.map_err(to_status)?;
+            store.put(put).await.map_err(to_status)?;
             kv.value = r.value.clone();
         }
-        let mut guard = LeaveOnDrop { store: self.store.clone(), key: Some(kv.key.clone()) };
-        let h = wait_for_turn(&self.store, &prefix, kv.create_revision).await.map_err(to_status)?;
+        let mut guard = LeaveOnDrop { store: store.clone(), key: Some(kv.key.clone()) };
+        let h = wait_for_turn(&store, &prefix, kv.create_revision).await.map_err(to_status)?;
         guard.key = None;
         Ok(Response::new(CampaignResponse {
             header: header(h),
@@ -85,15 +86,17 @@ impl<S: cairn_api::Kv + cairn_api::Watch> Election for ElectionService<S> {
     }
 
     async fn proclaim(&self, request: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         let r = request.into_inner();
         let key = r.leader.as_ref().map(|l| l.key.clone()).unwrap_or_default();
         let put = RequestOp::Put(PutRequest { key, value: r.value, ignore_lease: true, ..Default::default() });
-        let h = as_leader(&self.store, r.leader, put).await?;
+        let h = as_leader(&store, r.leader, put).await?;
         Ok(Response::new(ProclaimResponse { header: header(h) }))
     }
 
     async fn leader(&self, request: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
-        let resp = leader_of(&self.store, &queue_prefix(&request.into_inner().name)).await?;
+        let store = crate::auth::caller(&self.store, &request).await?;
+        let resp = leader_of(&store, &queue_prefix(&request.into_inner().name)).await?;
         match resp.kvs.into_iter().next() {
             Some(kv) => Ok(Response::new(LeaderResponse { header: header(resp.header), kv: Some(key_value(kv)) })),
             None => Err(Status::new(Code::Unknown, NO_LEADER)),
@@ -103,8 +106,9 @@ impl<S: cairn_api::Kv + cairn_api::Watch> Election for ElectionService<S> {
     type ObserveStream = ObserveStream;
 
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         let prefix = queue_prefix(&request.into_inner().name);
-        let store = self.store.clone();
+        let store = store.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             let mut last: Option<cairn_api::KeyValue> = None;
@@ -148,10 +152,11 @@ impl<S: cairn_api::Kv + cairn_api::Watch> Election for ElectionService<S> {
     }
 
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         let r = request.into_inner();
         let key = r.leader.as_ref().map(|l| l.key.clone()).unwrap_or_default();
         let del = RequestOp::DeleteRange(cairn_api::DeleteRangeRequest { key, ..Default::default() });
-        let h = as_leader(&self.store, r.leader, del).await?;
+        let h = as_leader(&store, r.leader, del).await?;
         Ok(Response::new(ResignResponse { header: header(h) }))
     }
 }

@@ -24,11 +24,12 @@ impl<S> LeaseService<S> {
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<S: cairn_api::Lease> Lease for LeaseService<S> {
+impl<S: cairn_api::Lease + cairn_api::Auth> Lease for LeaseService<S> {
     async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         let r = request.into_inner();
-        let resp = self
-            .store
+        let resp = store
+            
             .lease_grant(cairn_api::LeaseGrantRequest { ttl: r.ttl, id: r.id })
             .await
             .map_err(to_status)?;
@@ -36,7 +37,8 @@ impl<S: cairn_api::Lease> Lease for LeaseService<S> {
     }
 
     async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let resp = self.store.lease_revoke(request.into_inner().id).await.map_err(to_status)?;
+        let store = crate::auth::caller(&self.store, &request).await?;
+        let resp = store.lease_revoke(request.into_inner().id).await.map_err(to_status)?;
         Ok(Response::new(LeaseRevokeResponse { header: header(resp.header) }))
     }
 
@@ -46,8 +48,9 @@ impl<S: cairn_api::Lease> Lease for LeaseService<S> {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         let mut inbound = request.into_inner();
-        let store = self.store.clone();
+        let store = store.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             // Ends when the client closes its side, the connection breaks, or the client is gone.
@@ -69,8 +72,9 @@ impl<S: cairn_api::Lease> Lease for LeaseService<S> {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         let r = request.into_inner();
-        let resp = self.store.lease_time_to_live(r.id, r.keys).await.map_err(to_status)?;
+        let resp = store.lease_time_to_live(r.id, r.keys).await.map_err(to_status)?;
         Ok(Response::new(LeaseTimeToLiveResponse {
             header: header(resp.header),
             id: resp.id,
@@ -80,8 +84,9 @@ impl<S: cairn_api::Lease> Lease for LeaseService<S> {
         }))
     }
 
-    async fn lease_leases(&self, _: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let resp = self.store.lease_leases().await.map_err(to_status)?;
+    async fn lease_leases(&self, request: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
+        let resp = store.lease_leases().await.map_err(to_status)?;
         Ok(Response::new(LeaseLeasesResponse {
             header: header(resp.header),
             leases: resp.leases.into_iter().map(|id| LeaseStatus { id }).collect(),

@@ -5,6 +5,7 @@
 //! ([`convert`]); every core error becomes etcd's gRPC code and exact message in one place
 //! ([`errors`]). The adapter is generic over the core's traits and never names Raft or RocksDB.
 
+pub mod auth;
 pub mod convert;
 pub mod duration;
 pub mod errors;
@@ -17,6 +18,10 @@ mod lease;
 mod maintenance;
 mod watch;
 pub mod lenient_authority;
+pub mod tls_identity;
+
+pub use auth::AuthService;
+pub use tls_identity::ClientCertCn;
 
 pub use cluster::ClusterService;
 pub use election::ElectionService;
@@ -59,8 +64,9 @@ pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// Builds the gRPC routes of every etcd v3 service Cairn serves, on `store`.
 pub fn routes<S>(store: S, max_request_bytes: usize) -> tonic::service::Routes
 where
-    S: cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Cluster + cairn_api::Maintenance,
+    S: cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Cluster + cairn_api::Maintenance + cairn_api::Auth,
 {
+    use pb::etcdserverpb::auth_server::AuthServer;
     use pb::etcdserverpb::cluster_server::ClusterServer;
     use pb::etcdserverpb::kv_server::KvServer;
     use pb::etcdserverpb::lease_server::LeaseServer;
@@ -75,5 +81,6 @@ where
         .add_service(LockServer::new(LockService::new(store.clone())).max_decoding_message_size(max))
         .add_service(ElectionServer::new(ElectionService::new(store.clone())).max_decoding_message_size(max))
         .add_service(ClusterServer::new(ClusterService::new(store.clone())).max_decoding_message_size(max))
-        .add_service(MaintenanceServer::new(MaintenanceService::new(store)).max_decoding_message_size(max))
+        .add_service(MaintenanceServer::new(MaintenanceService::new(store.clone())).max_decoding_message_size(max))
+        .add_service(AuthServer::new(AuthService::new(store)).max_decoding_message_size(max))
 }

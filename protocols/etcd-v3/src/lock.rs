@@ -20,20 +20,22 @@ impl<S> LockService<S> {
 }
 
 #[tonic::async_trait]
-impl<S: cairn_api::Kv + cairn_api::Watch> Lock for LockService<S> {
+impl<S: cairn_api::Kv + cairn_api::Watch + cairn_api::Auth> Lock for LockService<S> {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         let r = request.into_inner();
         let prefix = queue_prefix(&r.name);
-        let (kv, _) = join(&self.store, &prefix, r.lease, b"").await.map_err(to_status)?;
+        let (kv, _) = join(&store, &prefix, r.lease, b"").await.map_err(to_status)?;
         // If the caller gives up while waiting, its place in the queue is given up too.
-        let mut guard = LeaveOnDrop { store: self.store.clone(), key: Some(kv.key.clone()) };
-        let h = wait_for_turn(&self.store, &prefix, kv.create_revision).await.map_err(to_status)?;
+        let mut guard = LeaveOnDrop { store: store.clone(), key: Some(kv.key.clone()) };
+        let h = wait_for_turn(&store, &prefix, kv.create_revision).await.map_err(to_status)?;
         guard.key = None;
         Ok(Response::new(LockResponse { header: header(h), key: kv.key }))
     }
 
     async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
-        let h = leave(&self.store, &request.into_inner().key).await.map_err(to_status)?;
+        let store = crate::auth::caller(&self.store, &request).await?;
+        let h = leave(&store, &request.into_inner().key).await.map_err(to_status)?;
         Ok(Response::new(UnlockResponse { header: header(h) }))
     }
 }

@@ -26,8 +26,9 @@ impl<S> MaintenanceService<S> {
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<S: cairn_api::Maintenance> Maintenance for MaintenanceService<S> {
+impl<S: cairn_api::Maintenance + cairn_api::Auth> Maintenance for MaintenanceService<S> {
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         use alarm_request::AlarmAction as Action;
         let req = request.into_inner();
         let kind = match AlarmType::try_from(req.alarm) {
@@ -52,7 +53,7 @@ impl<S: cairn_api::Maintenance> Maintenance for MaintenanceService<S> {
             }
             Err(_) => return Err(Status::invalid_argument("etcdserver: unknown alarm action")),
         };
-        let resp = self.store.alarm(action).await.map_err(to_status)?;
+        let resp = store.alarm(action).await.map_err(to_status)?;
         Ok(Response::new(AlarmResponse {
             header: convert::header(resp.header),
             alarms: resp
@@ -69,8 +70,9 @@ impl<S: cairn_api::Maintenance> Maintenance for MaintenanceService<S> {
         }))
     }
 
-    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        let s = self.store.status().await.map_err(to_status)?;
+    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
+        let s = store.status().await.map_err(to_status)?;
         Ok(Response::new(StatusResponse {
             header: convert::header(s.header),
             version: s.version,
@@ -86,17 +88,20 @@ impl<S: cairn_api::Maintenance> Maintenance for MaintenanceService<S> {
         }))
     }
 
-    async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        let header = self.store.defragment().await.map_err(to_status)?;
+    async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
+        let header = store.defragment().await.map_err(to_status)?;
         Ok(Response::new(DefragmentResponse { header: convert::header(header) }))
     }
 
-    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        crate::auth::caller(&self.store, &request).await?;
         Err(Status::unimplemented("hash of the backend file is not supported; use HashKV"))
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        let resp = self.store.hash_kv(request.into_inner().revision).await.map_err(to_status)?;
+        let store = crate::auth::caller(&self.store, &request).await?;
+        let resp = store.hash_kv(request.into_inner().revision).await.map_err(to_status)?;
         Ok(Response::new(HashKvResponse {
             header: convert::header(resp.header),
             hash: resp.hash,
@@ -107,9 +112,10 @@ impl<S: cairn_api::Maintenance> Maintenance for MaintenanceService<S> {
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         use futures::StreamExt;
-        let chunks = self.store.snapshot().await.map_err(to_status)?;
+        let chunks = store.snapshot().await.map_err(to_status)?;
         let stream = chunks.map(|chunk| {
             chunk
                 .map(|c| SnapshotResponse {
@@ -124,11 +130,13 @@ impl<S: cairn_api::Maintenance> Maintenance for MaintenanceService<S> {
     }
 
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        let header = self.store.move_leader(request.into_inner().target_id).await.map_err(to_status)?;
+        let store = crate::auth::caller(&self.store, &request).await?;
+        let header = store.move_leader(request.into_inner().target_id).await.map_err(to_status)?;
         Ok(Response::new(MoveLeaderResponse { header: convert::header(header) }))
     }
 
-    async fn downgrade(&self, _: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+    async fn downgrade(&self, request: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+        crate::auth::caller(&self.store, &request).await?;
         Err(Status::unimplemented("downgrade is not supported yet"))
     }
 }

@@ -235,13 +235,14 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
 }
 
 #[tonic::async_trait]
-impl<S: cairn_api::Watch> Watch for WatchService<S> {
+impl<S: cairn_api::Watch + cairn_api::Auth> Watch for WatchService<S> {
     type WatchStream = WatchResponseStream;
 
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        let store = crate::auth::caller(&self.store, &request).await?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
-        let mut state = StreamState { store: self.store.clone(), out: tx, watchers: HashMap::new(), next_id: 0, max_bytes: self.max_bytes };
+        let mut state = StreamState { store: store.clone(), out: tx, watchers: HashMap::new(), next_id: 0, max_bytes: self.max_bytes };
         tokio::spawn(async move {
             // etcd's count of open watch streams, for as long as this one is served.
             metrics::gauge!(WATCH_STREAMS).increment(1.0);

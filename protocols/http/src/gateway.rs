@@ -18,6 +18,7 @@ use http::{header, StatusCode};
 use serde::Serialize;
 use tonic::{Code, Request, Status};
 
+use cairn_etcd_v3::pb::etcdserverpb::auth_server::Auth as _;
 use cairn_etcd_v3::pb::etcdserverpb::cluster_server::Cluster as _;
 use cairn_etcd_v3::pb::etcdserverpb::kv_server::Kv as _;
 use cairn_etcd_v3::pb::etcdserverpb::lease_server::Lease as _;
@@ -27,7 +28,7 @@ use cairn_etcd_v3::pb::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
 use cairn_etcd_v3::pb::v3electionpb::election_server::Election as _;
 use cairn_etcd_v3::pb::v3lockpb::lock_server::Lock as _;
 use cairn_etcd_v3::{
-    ClusterService, ElectionService, KvService, LeaseService, LockService, MaintenanceService, WatchService,
+    AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService, MaintenanceService, WatchService,
 };
 
 use crate::body::{json_values, parse_json, read_limited, BodyError};
@@ -42,6 +43,7 @@ struct Services<S> {
     maintenance: MaintenanceService<S>,
     lock: LockService<S>,
     election: ElectionService<S>,
+    auth: AuthService<S>,
     limit: usize,
 }
 
@@ -204,13 +206,27 @@ where
     Ok(tonic::Streaming::new_request(tonic_prost::ProstDecoder::<T>::default(), body, None, None))
 }
 
+/// The call as the gRPC service expects it. The token goes in the `Authorization` header (as
+/// etcd's gateway takes it: the bare token, a `Bearer ` prefix is accepted too) and becomes
+/// the `token` metadata a gRPC client would send.
+fn grpc_request<T>(headers: &http::HeaderMap, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(token) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
+        if let Ok(value) = token.parse() {
+            request.metadata_mut().insert(cairn_etcd_v3::auth::TOKEN_METADATA_KEY, value);
+        }
+    }
+    request
+}
+
 macro_rules! unary {
     ($router:expr, $path:expr, $svc:ident, $method:ident) => {
         $router.route(
             $path,
-            post(|State(gw): State<Gw<S>>, body: Body| async move {
+            post(|State(gw): State<Gw<S>>, headers: http::HeaderMap, body: Body| async move {
                 match decode(body, gw.limit).await {
-                    Ok(req) => answer(gw.$svc.$method(Request::new(req)).await),
+                    Ok(req) => answer(gw.$svc.$method(grpc_request(&headers, req)).await),
                     Err(resp) => resp,
                 }
             }),
@@ -222,9 +238,9 @@ macro_rules! server_stream {
     ($router:expr, $path:expr, $svc:ident, $method:ident) => {
         $router.route(
             $path,
-            post(|State(gw): State<Gw<S>>, body: Body| async move {
+            post(|State(gw): State<Gw<S>>, headers: http::HeaderMap, body: Body| async move {
                 match decode(body, gw.limit).await {
-                    Ok(req) => answer_stream(gw.$svc.$method(Request::new(req)).await),
+                    Ok(req) => answer_stream(gw.$svc.$method(grpc_request(&headers, req)).await),
                     Err(resp) => resp,
                 }
             }),
@@ -240,7 +256,8 @@ pub fn routes<S: Store>(store: S, config: HttpConfig) -> axum::Router {
         cluster: ClusterService::new(store.clone()),
         maintenance: MaintenanceService::new(store.clone()),
         lock: LockService::new(store.clone()),
-        election: ElectionService::new(store),
+        election: ElectionService::new(store.clone()),
+        auth: AuthService::new(store),
         limit: config.body_limit(),
     });
     let r = axum::Router::new();
@@ -276,21 +293,38 @@ pub fn routes<S: Store>(store: S, config: HttpConfig) -> axum::Router {
     let r = unary!(r, "/v3/election/leader", election, leader);
     let r = unary!(r, "/v3/election/resign", election, resign);
     let r = server_stream!(r, "/v3/election/observe", election, observe);
+    let r = unary!(r, "/v3/auth/enable", auth, auth_enable);
+    let r = unary!(r, "/v3/auth/disable", auth, auth_disable);
+    let r = unary!(r, "/v3/auth/status", auth, auth_status);
+    let r = unary!(r, "/v3/auth/authenticate", auth, authenticate);
+    let r = unary!(r, "/v3/auth/user/add", auth, user_add);
+    let r = unary!(r, "/v3/auth/user/get", auth, user_get);
+    let r = unary!(r, "/v3/auth/user/list", auth, user_list);
+    let r = unary!(r, "/v3/auth/user/delete", auth, user_delete);
+    let r = unary!(r, "/v3/auth/user/changepw", auth, user_change_password);
+    let r = unary!(r, "/v3/auth/user/grant", auth, user_grant_role);
+    let r = unary!(r, "/v3/auth/user/revoke", auth, user_revoke_role);
+    let r = unary!(r, "/v3/auth/role/add", auth, role_add);
+    let r = unary!(r, "/v3/auth/role/get", auth, role_get);
+    let r = unary!(r, "/v3/auth/role/list", auth, role_list);
+    let r = unary!(r, "/v3/auth/role/delete", auth, role_delete);
+    let r = unary!(r, "/v3/auth/role/grant", auth, role_grant_permission);
+    let r = unary!(r, "/v3/auth/role/revoke", auth, role_revoke_permission);
     let r = r
         .route(
             "/v3/watch",
-            post(|State(gw): State<Gw<S>>, body: Body| async move {
+            post(|State(gw): State<Gw<S>>, headers: http::HeaderMap, body: Body| async move {
                 match request_stream::<WatchRequest>(body, gw.limit).await {
-                    Ok(input) => answer_stream(gw.watch.watch(Request::new(input)).await),
+                    Ok(input) => answer_stream(gw.watch.watch(grpc_request(&headers, input)).await),
                     Err(resp) => resp,
                 }
             }),
         )
         .route(
             "/v3/lease/keepalive",
-            post(|State(gw): State<Gw<S>>, body: Body| async move {
+            post(|State(gw): State<Gw<S>>, headers: http::HeaderMap, body: Body| async move {
                 match request_stream::<LeaseKeepAliveRequest>(body, gw.limit).await {
-                    Ok(input) => answer_stream(gw.lease.lease_keep_alive(Request::new(input)).await),
+                    Ok(input) => answer_stream(gw.lease.lease_keep_alive(grpc_request(&headers, input)).await),
                     Err(resp) => resp,
                 }
             }),

@@ -20,12 +20,12 @@ use http::{header, Request, StatusCode};
 
 /// Everything the HTTP adapters need from the core.
 pub trait Store:
-    cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Cluster + cairn_api::Maintenance
+    cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Cluster + cairn_api::Maintenance + cairn_api::Auth
 {
 }
 
 impl<S> Store for S where
-    S: cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Cluster + cairn_api::Maintenance
+    S: cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Cluster + cairn_api::Maintenance + cairn_api::Auth
 {
 }
 

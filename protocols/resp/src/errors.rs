@@ -64,6 +64,9 @@ pub fn store_error(e: &StoreError) -> Reply {
         Stopped => "ERR server stopped".to_string(),
         NoSpace => "OOM database space exceeded".to_string(),
         // A learner is a replica that takes no writes: Redis's answer for a read-only replica.
+        PermissionDenied => "NOPERM this user has no permissions to access one of the keys used as arguments".to_string(),
+        UserEmpty => "NOAUTH Authentication required.".to_string(),
+        AuthFailed | InvalidAuthToken => "WRONGPASS invalid username-password pair or user is disabled.".to_string(),
         NotSupportedForLearner => "READONLY You can't write against a read only replica.".to_string(),
         Internal(detail) => {
             tracing::error!("internal error answered to a Redis client: {detail}");

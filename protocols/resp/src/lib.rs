@@ -75,7 +75,7 @@ const OUTBOX: usize = 1024;
 /// Serves RESP on `listener` until `shutdown` completes; then closes every connection.
 pub async fn serve<S>(listener: TcpListener, store: S, config: Config, shutdown: impl Future<Output = ()>) -> std::io::Result<()>
 where
-    S: Kv + Lease + Watch + Maintenance,
+    S: Kv + Lease + Watch + Maintenance + cairn_api::Auth,
 {
     let batcher = batch::spawn(store.clone(), config.max_txn_ops);
     let shared = Arc::new(Shared {
@@ -121,7 +121,7 @@ where
 /// replies, and forward pub/sub messages meanwhile.
 async fn connection<S>(mut stream: TcpStream, shared: Arc<Shared<S>>)
 where
-    S: Kv + Lease + Watch + Maintenance,
+    S: Kv + Lease + Watch + Maintenance + cairn_api::Auth,
 {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();

@@ -54,7 +54,7 @@ pub fn command(args: &[Bytes]) -> Reply {
 }
 
 /// INFO [section ...]: `server`, `clients`, `replication`, `keyspace` (all of them by default).
-pub async fn info<S: Kv + Lease + Watch + Maintenance>(session: &Session<S>, store: &S, args: &[Bytes]) -> StoreResult<Reply> {
+pub async fn info<S: Kv + Lease + Watch + Maintenance + cairn_api::Auth>(session: &Session<S>, store: &S, args: &[Bytes]) -> StoreResult<Reply> {
     let wanted: Vec<String> = args[1..].iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
     let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
     let want = |s: &str| all || wanted.iter().any(|w| w == s);

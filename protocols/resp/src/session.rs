@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use cairn_api::{Kv, Lease, Maintenance, RangeRequest, ReadConsistency, StoreError, StoreResult, Watch};
+use cairn_api::{Auth, Credentials, Kv, Lease, Maintenance, PermType, RangeRequest, ReadConsistency, StoreError, StoreResult, Watch};
 
 use crate::errors::{self, store_error, unknown_command, unknown_subcommand, wrong_arity};
 use crate::pubsub::{Outbox, Subscriptions};
@@ -43,9 +43,17 @@ pub struct Session<S> {
     peer: String,
     local: String,
     started: Instant,
+    /// The store acting for this connection's client (see `cairn_api::Auth`): set by AUTH or
+    /// HELLO AUTH, else made on first use from what the connection presented.
+    caller: Option<S>,
 }
 
-impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
+/// Redis's answers for auth: not logged in, bad credentials, not allowed.
+const NOAUTH: &str = "NOAUTH Authentication required.";
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+const NOPERM: &str = "NOPERM this user has no permissions to access one of the keys used as arguments";
+
+impl<S: Kv + Lease + Watch + Maintenance + Auth> Session<S> {
     pub fn new(shared: Arc<Shared<S>>, outbox: Outbox, peer: String, local: String) -> Self {
         let id = shared.next_client_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         Session {
@@ -63,17 +71,96 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
             peer,
             local,
             started: Instant::now(),
+            caller: None,
         }
     }
 
-    fn store(&self) -> &S {
-        &self.shared.store
+    /// What the connection itself says of its client before any AUTH.
+    fn connection_credentials(&self) -> Credentials {
+        Credentials::None
+    }
+
+    /// The store acting for this connection's client.
+    async fn caller(&mut self) -> StoreResult<S> {
+        if let Some(c) = &self.caller {
+            return Ok(c.clone());
+        }
+        let c = self.shared.store.for_caller(self.connection_credentials()).await?;
+        self.caller = Some(c.clone());
+        Ok(c)
+    }
+
+    /// NOAUTH when auth is enabled and this connection has not logged in (commands flagged
+    /// `no_auth`, such as AUTH and HELLO, are always allowed).
+    async fn auth_refusal(&mut self, spec: &Spec) -> Option<Reply> {
+        if spec.flags.contains(&"no_auth") || !self.shared.store.auth_enabled() {
+            return None;
+        }
+        match self.caller().await {
+            Ok(c) if c.caller_name().is_some() => None,
+            _ => Some(Reply::err(NOAUTH)),
+        }
+    }
+
+    /// NOPERM when the client may not touch every key of a data command (WRITE for writing
+    /// commands, READ for the others), checked before the command joins a group commit.
+    async fn key_refusal(&mut self, name: &str, args: &[Bytes]) -> Option<Reply> {
+        if !is_data(name) || !self.shared.store.auth_enabled() {
+            return None;
+        }
+        let spec = table::lookup(name)?;
+        let need = if spec.flags.contains(&"write") { PermType::Write } else { PermType::Read };
+        let caller = match self.caller().await {
+            Ok(c) => c,
+            Err(e) => return Some(store_error(&e)),
+        };
+        for key in spec.keys(args) {
+            if caller.check_access(key, &[], need).is_err() {
+                tracing::warn!(user = caller.caller_name().unwrap_or_default(), command = name, "RESP command refused: no permission");
+                return Some(Reply::err(NOPERM));
+            }
+        }
+        None
+    }
+
+    /// AUTH [user] password (and HELLO's AUTH option): logs the connection in as a Cairn user.
+    async fn auth(&mut self, user: &[u8], password: &[u8], legacy: bool) -> Reply {
+        if !self.shared.store.auth_enabled() && user == b"default" {
+            return if legacy {
+                Reply::err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+            } else {
+                Reply::ok()
+            };
+        }
+        let credentials = Credentials::Password {
+            name: String::from_utf8_lossy(user).into_owned(),
+            password: String::from_utf8_lossy(password).into_owned(),
+        };
+        match self.shared.store.for_caller(credentials).await {
+            Ok(c) => {
+                self.caller = Some(c);
+                Reply::ok()
+            }
+            Err(StoreError::AuthFailed) => Reply::err(WRONGPASS),
+            Err(e) => store_error(&e),
+        }
     }
 
     /// Runs one command; its replies (several for SUBSCRIBE with several channels).
     pub async fn handle(&mut self, args: Vec<Bytes>) -> Vec<Reply> {
         let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
         let spec = table::lookup(&name);
+        if let Some(s) = spec.filter(|s| s.arity_ok(args.len())) {
+            if let Some(refused) = self.auth_refusal(s).await {
+                return vec![refused];
+            }
+            if self.multi.is_some() && !matches!(name.as_str(), "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
+                if let Some(refused) = self.key_refusal(&name, &args).await {
+                    self.multi_failed = true;
+                    return vec![refused];
+                }
+            }
+        }
         if self.multi.is_some() && !matches!(name.as_str(), "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
             return vec![match spec {
                 None => {
@@ -162,7 +249,8 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
 
     /// How many keys `args` touches, when it may join a group of data commands.
     fn groupable(&self, args: &[Bytes]) -> Option<usize> {
-        if self.multi.is_some() || (self.proto == 2 && self.subs.count() > 0) {
+        // With auth on, each command is checked on its own path (handle).
+        if self.multi.is_some() || (self.proto == 2 && self.subs.count() > 0) || self.shared.store.auth_enabled() {
             return None;
         }
         let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
@@ -188,9 +276,15 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
     async fn command(&mut self, spec: &Spec, name: &str, args: &[Bytes]) -> Reply {
         let _ = spec;
         if is_data(name) {
+            if let Some(refused) = self.key_refusal(name, args).await {
+                return refused;
+            }
             return self.data(name, args).await;
         }
-        let store = self.shared.store.clone();
+        let store = match self.caller().await {
+            Ok(s) => s,
+            Err(e) => return store_error(&e),
+        };
         let result: StoreResult<Reply> = match name {
             "ping" => Ok(match args.get(1) {
                 _ if args.len() > 2 => wrong_arity("ping"),
@@ -215,12 +309,16 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
                 Some(_) => Reply::err(errors::DB_OUT_OF_RANGE),
             }),
             "auth" => Ok(match args.len() {
-                2 => Reply::err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"),
-                3 if &args[1][..] == b"default" => Reply::ok(),
-                3 => Reply::err("WRONGPASS invalid username-password pair or user is disabled."),
+                2 => self.auth(b"default", &args[1], true).await,
+                3 => self.auth(&args[1], &args[2], false).await,
                 _ => Reply::err(errors::SYNTAX),
             }),
-            "hello" => Ok(self.hello(args)),
+            "acl" => Ok(match args[1].to_ascii_lowercase().as_slice() {
+                b"whoami" if args.len() == 2 => Reply::bulk(store.caller_name().unwrap_or_else(|| "default".into())),
+                b"whoami" => wrong_arity("acl|whoami"),
+                _ => unknown_subcommand(&args[1], "acl"),
+            }),
+            "hello" => Ok(self.hello(args).await),
             "client" => Ok(self.client(args)),
             "command" => Ok(crate::server::command(args)),
             "info" => crate::server::info(self, &store, args).await,
@@ -273,6 +371,7 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
         self.proto = 2;
         self.name = None;
         self.consistency = ReadConsistency::Linearizable;
+        self.caller = None;
     }
 
     /// One data command, through the group commit.
@@ -284,9 +383,9 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
         if self.multi.is_some() {
             return Ok(Reply::err("ERR WATCH inside MULTI is not allowed"));
         }
+        let store = self.caller().await?;
         for k in keys {
-            let resp = self
-                .store()
+            let resp = store
                 .range(RangeRequest { key: k.to_vec(), consistency: ReadConsistency::Linearizable, ..Default::default() })
                 .await?;
             let rev = resp.kvs.first().map_or(0, |kv| kv.mod_revision);
@@ -362,7 +461,10 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
 
     async fn subscribe(&mut self, name: &str, channels: &[Bytes]) -> Vec<Reply> {
         let mut out = Vec::new();
-        let store = self.shared.store.clone();
+        let store = match self.caller().await {
+            Ok(s) => s,
+            Err(e) => return vec![store_error(&e)],
+        };
         for ch in channels {
             let res = if name == "subscribe" {
                 self.subs.subscribe(&store, ch.clone(), self.outbox.clone()).await
@@ -405,7 +507,7 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
         if self.proto >= 3 { Reply::Push(items) } else { Reply::Array(items) }
     }
 
-    fn hello(&mut self, args: &[Bytes]) -> Reply {
+    async fn hello(&mut self, args: &[Bytes]) -> Reply {
         let mut proto = self.proto;
         let mut i = 1;
         if let Some(v) = args.get(1) {
@@ -421,8 +523,9 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
             let more = args.len() - i - 1;
             match args[i].to_ascii_uppercase().as_slice() {
                 b"AUTH" if more >= 2 => {
-                    if &args[i + 1][..] != b"default" {
-                        return Reply::err("WRONGPASS invalid username-password pair or user is disabled.");
+                    let answer = self.auth(&args[i + 1].clone(), &args[i + 2].clone(), false).await;
+                    if matches!(answer, Reply::Error(_)) {
+                        return answer;
                     }
                     i += 3;
                 }

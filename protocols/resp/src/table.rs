@@ -39,6 +39,7 @@ pub static COMMANDS: &[Spec] = &[
     spec!("quit", -1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, CONN),
     spec!("reset", 1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, CONN),
     spec!("command", -1, &["loading", "stale", "sentinel"], 0, 0, 0, &["@slow", "@connection"]),
+    spec!("acl", -2, &["noscript", "loading", "stale"], 0, 0, 0, &["@slow"]),
     spec!("client", -2, &["sentinel"], 0, 0, 0, &["@slow"]),
     spec!("info", -1, &["loading", "stale", "sentinel"], 0, 0, 0, &["@slow", "@dangerous"]),
     spec!("dbsize", 1, R, 0, 0, 0, &["@keyspace", "@read", "@fast"]),

@@ -98,6 +98,13 @@ impl V2Error {
         }
     }
 
+    /// A refusal of who the client is or what it may do: etcd v2's code 110 (401), with the
+    /// core's reason as the cause.
+    pub fn unauthorized(e: cairn_api::StoreError) -> Self {
+        tracing::warn!("v2 request refused: {e}");
+        Self::request(110, format!("etcdserver: {e}"))
+    }
+
     /// The core's errors as v2 errors (etcd answers 300 with the error text for those).
     pub fn from_store(e: cairn_api::StoreError, index: i64) -> Self {
         use cairn_api::StoreError::*;
@@ -109,6 +116,7 @@ impl V2Error {
                 err
             }
             Compacted => Self::new(EVENT_INDEX_CLEARED, e.to_string(), index),
+            PermissionDenied | UserEmpty | AuthFailed | InvalidAuthToken => Self::unauthorized(e),
             other => {
                 if let Internal(detail) = &other {
                     tracing::error!("internal error answered to a v2 client: {detail}");

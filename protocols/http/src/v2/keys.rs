@@ -207,6 +207,24 @@ fn answer(outcome: Outcome, no_value_on_success: bool) -> Response {
         .into_response()
 }
 
+/// etcd v2's way of saying who the client is: HTTP basic auth (`curl -u user:password`).
+pub(super) fn basic_auth(headers: &HeaderMap) -> Result<cairn_api::Credentials, V2Error> {
+    use base64::Engine;
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(cairn_api::Credentials::None) };
+    let decoded = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    match decoded.as_deref().and_then(|s| s.split_once(':')) {
+        Some((name, password)) => {
+            Ok(cairn_api::Credentials::Password { name: name.to_string(), password: password.to_string() })
+        }
+        None => Err(V2Error::unauthorized(cairn_api::StoreError::AuthFailed)),
+    }
+}
+
 pub async fn keys<S: Store>(State(v2): State<Arc<V2<S>>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let store = v2.keys.store.clone();
     match handle(&v2, &method, &uri, &headers, body).await {
@@ -221,7 +239,8 @@ async fn handle<S: Store>(v2: &Arc<V2<S>>, method: &Method, uri: &Uri, headers: 
     }
     let form = read_form(method, headers, uri, body, v2.body_limit).await?;
     let r = parse(method, uri, &form)?;
-    let keys = &v2.keys;
+    let caller = v2.keys.store.for_caller(basic_auth(headers)?).await.map_err(V2Error::unauthorized)?;
+    let keys = &v2.keys.acting_as(caller);
     match *method {
         Method::GET | Method::HEAD if r.wait => {
             let (index, events) = keys.clone().watch(r.path, r.recursive, r.wait_index).await?;

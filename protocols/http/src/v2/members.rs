@@ -30,6 +30,7 @@ fn change_error(e: &cairn_api::StoreError) -> Response {
         MemberExists | PeerUrlExists => StatusCode::CONFLICT,
         MemberNotFound => StatusCode::NOT_FOUND,
         MemberBadUrls => StatusCode::BAD_REQUEST,
+        PermissionDenied | UserEmpty | AuthFailed | InvalidAuthToken => StatusCode::UNAUTHORIZED,
         NotEnoughStartedMembers | MemberNotLearner | LearnerNotReady | TooManyLearners | NotSupportedForLearner => {
             StatusCode::PRECONDITION_FAILED
         }
@@ -50,14 +51,30 @@ fn peer_urls(body: &[u8]) -> Result<Vec<String>, Response> {
         .map_err(|e| message(StatusCode::BAD_REQUEST, &format!("invalid member request: {e}")))
 }
 
+/// The store acting for the client's basic-auth user (membership changes need root).
+async fn caller<S: Store>(store: &S, headers: &http::HeaderMap) -> Result<S, Response> {
+    let refused = |e: cairn_api::StoreError| super::error::V2Error::unauthorized(e).into_response();
+    let credentials = super::keys::basic_auth(headers).map_err(|e| e.into_response())?;
+    store.for_caller(credentials).await.map_err(refused)
+}
+
 /// `/v2/members`: GET lists the members; POST `{"peerURLs": [...]}` adds one (201).
-pub async fn members<S: Store>(State(v2): State<Arc<V2<S>>>, method: Method, body: axum::body::Bytes) -> Response {
+pub async fn members<S: Store>(
+    State(v2): State<Arc<V2<S>>>,
+    method: Method,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     if method == Method::POST {
         let urls = match peer_urls(&body) {
             Ok(u) => u,
             Err(r) => return r,
         };
-        return match v2.keys.store.member_add(cairn_api::MemberAddRequest { peer_urls: urls, is_learner: false }).await {
+        let store = match caller(&v2.keys.store, &headers).await {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        return match store.member_add(cairn_api::MemberAddRequest { peer_urls: urls, is_learner: false }).await {
             Ok(r) => json(StatusCode::CREATED, member_json(&r.member).to_string()),
             Err(e) => change_error(&e),
         };
@@ -77,16 +94,21 @@ pub async fn member<S: Store>(
     State(v2): State<Arc<V2<S>>>,
     axum::extract::Path(id): axum::extract::Path<String>,
     method: Method,
+    headers: http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let Ok(id) = u64::from_str_radix(&id, 16) else {
         return message(StatusCode::NOT_FOUND, &format!("No such member: {id}"));
     };
+    let store = match caller(&v2.keys.store, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let result = if method == Method::DELETE {
-        v2.keys.store.member_remove(id).await
+        store.member_remove(id).await
     } else if method == Method::PUT {
         match peer_urls(&body) {
-            Ok(urls) => v2.keys.store.member_update(id, urls).await,
+            Ok(urls) => store.member_update(id, urls).await,
             Err(r) => return r,
         }
     } else {
