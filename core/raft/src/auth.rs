@@ -25,7 +25,7 @@ use cairn_api::{
     PermType, PutRequest, RequestOp, ResponseHeader, RoleGetResponse, StoreError, StoreResult, TxnRequest,
     UserGetResponse,
 };
-use cairn_mvcc::auth::{AuthCommand, AuthState, ROOT};
+use cairn_mvcc::auth::{AuthCommand, AuthState};
 use cairn_mvcc::{ApplyOutcome, WriteCommand};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -377,13 +377,9 @@ impl cairn_api::Auth for CairnNode {
         }
         self.read_barrier().await?;
         let state = self.auth_state();
-        let perms = state.roles.get(&name).ok_or(StoreError::RoleNotFound)?;
-        let perms = if name == ROOT {
-            // The root role may do everything, whatever it was granted.
-            vec![cairn_api::KeyPermission { perm: PermType::ReadWrite, key: Vec::new(), range_end: vec![0] }]
-        } else {
-            perms.clone()
-        };
+        // As etcd 3.4, the root role lists what it was granted (nothing, usually), though it
+        // may do everything.
+        let perms = state.roles.get(&name).ok_or(StoreError::RoleNotFound)?.clone();
         Ok(RoleGetResponse { header: self.current_header().await?, perms })
     }
 

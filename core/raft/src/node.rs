@@ -1379,7 +1379,6 @@ impl cairn_api::Maintenance for CairnNode {
 
 impl cairn_api::Lease for CairnNode {
     async fn lease_grant(&self, req: LeaseGrantRequest) -> StoreResult<LeaseGrantResponse> {
-        self.allow_authenticated()?;
         if req.ttl > cairn_api::MAX_LEASE_TTL {
             return Err(StoreError::LeaseTtlTooLarge);
         }
@@ -1403,7 +1402,6 @@ impl cairn_api::Lease for CairnNode {
     }
 
     async fn lease_revoke(&self, id: LeaseId) -> StoreResult<LeaseRevokeResponse> {
-        self.allow_authenticated()?;
         self.allow_lease_keys(id).await?;
         match self.propose(WriteCommand::LeaseRevoke { id }).await? {
             ApplyOutcome::LeaseRevoke(mut r) => {
@@ -1416,7 +1414,6 @@ impl cairn_api::Lease for CairnNode {
     }
 
     async fn lease_keep_alive(&self, id: LeaseId) -> StoreResult<LeaseKeepAliveResponse> {
-        self.allow_authenticated()?;
         match self.propose(WriteCommand::LeaseRenew { id, now_ms: now_ms() }).await {
             Ok(ApplyOutcome::LeaseRenew(mut r)) => {
                 ::metrics::counter!(metrics::LEASE_RENEWED).increment(1);
@@ -1433,7 +1430,6 @@ impl cairn_api::Lease for CairnNode {
     }
 
     async fn lease_time_to_live(&self, id: LeaseId, keys: bool) -> StoreResult<LeaseTimeToLiveResponse> {
-        self.allow_authenticated()?;
         self.read_barrier().await?;
         let (meta, lease, attached) = self
             .read(move |r| {
@@ -1457,7 +1453,6 @@ impl cairn_api::Lease for CairnNode {
     }
 
     async fn lease_leases(&self) -> StoreResult<LeaseLeasesResponse> {
-        self.allow_authenticated()?;
         self.read_barrier().await?;
         let (meta, mut leases) = self.read(|r| Ok((r.meta()?, r.leases()?))).await?;
         // etcd lists the lease that ends soonest first.
@@ -1581,7 +1576,6 @@ impl cairn_api::Watch for CairnNode {
     }
 
     async fn progress(&self) -> StoreResult<ResponseHeader> {
-        self.allow_authenticated()?;
         let revision = *self.inner.hub.subscribe().borrow();
         Ok(self.header(revision))
     }

@@ -55,7 +55,7 @@ pub fn code_and_message(e: &StoreError) -> (Code, String) {
         PermissionDenied => (Code::PermissionDenied, "etcdserver: permission denied"),
         AuthNotEnabled => (Code::FailedPrecondition, "etcdserver: authentication is not enabled"),
         InvalidAuthToken => (Code::Unauthenticated, "etcdserver: invalid auth token"),
-        InvalidAuthMgmt => (Code::FailedPrecondition, "etcdserver: invalid auth management"),
+        InvalidAuthMgmt => (Code::InvalidArgument, "etcdserver: invalid auth management"),
         RootUserNotExist => (Code::FailedPrecondition, "etcdserver: root user does not exist"),
         RootRoleNotExist => (Code::FailedPrecondition, "etcdserver: root user does not have root role"),
         AuthOldRevision => (Code::InvalidArgument, "etcdserver: revision of auth store is old"),
