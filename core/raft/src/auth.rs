@@ -128,6 +128,16 @@ impl CairnNode {
         }
     }
 
+    /// While auth is enabled and this handle acts for a client: waits until every change
+    /// committed before the call (auth changes included) is applied here, so a permission
+    /// revoked a moment ago on another member is not honoured by this one. Free otherwise.
+    pub(crate) async fn auth_barrier(&self) -> StoreResult<()> {
+        if matches!(self.access, Access::Client(_)) && self.auth_state().enabled {
+            self.read_barrier().await?;
+        }
+        Ok(())
+    }
+
     /// Requires `need` on `[key, range_end)`.
     pub(crate) fn allow(&self, key: &[u8], range_end: &[u8], need: PermType) -> StoreResult<()> {
         match self.client_user()? {
@@ -316,6 +326,7 @@ impl cairn_api::Auth for CairnNode {
     }
 
     async fn auth_change(&self, change: AuthChange) -> StoreResult<ResponseHeader> {
+        self.auth_barrier().await?;
         self.allow_admin()?;
         let cmd = match change {
             AuthChange::Enable => {

@@ -879,11 +879,13 @@ fn txn_writes(t: &TxnRequest) -> bool {
 
 impl cairn_api::Kv for CairnNode {
     async fn range(&self, req: RangeRequest) -> StoreResult<RangeResponse> {
-        self.allow(&req.key, &req.range_end, cairn_api::PermType::Read)?;
         cairn_mvcc::check_range(&req)?;
         if req.consistency == ReadConsistency::Linearizable {
             self.read_barrier().await?;
         }
+        // After the barrier, so a linearizable read is checked against every auth change
+        // committed before it.
+        self.allow(&req.key, &req.range_end, cairn_api::PermType::Read)?;
         metrics::count_op(metrics::RANGE_TOTAL);
         let mut resp = self.read(move |r| r.range(&req)).await?;
         resp.header = self.header(resp.header.revision);
@@ -891,6 +893,7 @@ impl cairn_api::Kv for CairnNode {
     }
 
     async fn put(&self, req: PutRequest) -> StoreResult<PutResponse> {
+        self.auth_barrier().await?;
         self.allow_put(&req)?;
         self.allow_lease_keys(req.lease).await?;
         cairn_mvcc::check_put(&req)?;
@@ -904,6 +907,7 @@ impl cairn_api::Kv for CairnNode {
     }
 
     async fn delete_range(&self, req: DeleteRangeRequest) -> StoreResult<DeleteRangeResponse> {
+        self.auth_barrier().await?;
         self.allow_delete(&req)?;
         cairn_mvcc::check_delete(&req)?;
         match self.propose(WriteCommand::DeleteRange(req)).await? {
@@ -916,6 +920,7 @@ impl cairn_api::Kv for CairnNode {
     }
 
     async fn txn(&self, req: TxnRequest) -> StoreResult<TxnResponse> {
+        self.auth_barrier().await?;
         self.allow_txn(&req)?;
         cairn_mvcc::check_txn(&req, &self.inner.config.limits)?;
         metrics::count_op(metrics::TXN_TOTAL);

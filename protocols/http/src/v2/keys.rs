@@ -9,7 +9,8 @@ use futures::StreamExt;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
 use super::error::*;
-use super::model::{clean, Event};
+use super::model::{clean, dir_prefix, file_key, Event};
+use cairn_api::PermType;
 use super::store::{Outcome, PutArgs, PutMode};
 use super::V2;
 use crate::body::{read_limited, BodyError};
@@ -239,8 +240,16 @@ async fn handle<S: Store>(v2: &Arc<V2<S>>, method: &Method, uri: &Uri, headers: 
     }
     let form = read_form(method, headers, uri, body, v2.body_limit).await?;
     let r = parse(method, uri, &form)?;
+    // v2 permissions are by path, as etcd v2's were: a request needs READ (GET) or WRITE on
+    // the node's key and everything under it. The v2 operation itself also looks at parent
+    // directories, which a user allowed only below them could not read, so it runs on the
+    // server's handle once the path is allowed.
     let caller = v2.keys.store.for_caller(basic_auth(headers)?).await.map_err(V2Error::unauthorized)?;
-    let keys = &v2.keys.acting_as(caller);
+    let need = if matches!(*method, Method::GET | Method::HEAD) { PermType::Read } else { PermType::Write };
+    let below = dir_prefix(&r.path);
+    caller.check_access(&file_key(&r.path), &[], need).map_err(V2Error::unauthorized)?;
+    caller.check_access(&below, &cairn_api::prefix_range_end(&below), need).map_err(V2Error::unauthorized)?;
+    let keys = &v2.keys;
     match *method {
         Method::GET | Method::HEAD if r.wait => {
             let (index, events) = keys.clone().watch(r.path, r.recursive, r.wait_index).await?;

@@ -6,7 +6,6 @@
 //! the operation starts over. So each v2 operation is atomic, and a v2 error is never the
 //! result of a race. The v2 index is the v3 revision.
 
-use std::sync::Arc;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -196,20 +195,16 @@ fn now_plus(secs: i64) -> String {
 /// The v2 keys API over a v3 store.
 pub struct V2Store<S> {
     pub store: S,
-    pub stats: Arc<Stats>,
+    pub stats: Stats,
 }
 
 type TtlMap = HashMap<i64, i64>;
 
 impl<S: Store> V2Store<S> {
     pub fn new(store: S) -> Self {
-        V2Store { store, stats: Arc::default() }
+        V2Store { store, stats: Stats::default() }
     }
 
-    /// The same API acting for another caller (see `cairn_api::Auth`), sharing the counters.
-    pub fn acting_as(&self, store: S) -> Arc<Self> {
-        Arc::new(V2Store { store, stats: self.stats.clone() })
-    }
 
     pub async fn current_revision(&self) -> i64 {
         self.store.progress().await.map(|h| h.revision).unwrap_or(0)
