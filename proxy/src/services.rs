@@ -101,6 +101,14 @@ impl Forward {
     pub fn new(up: Upstream, cache: Arc<ReadCache>, keepalives: KeepAlives) -> Forward {
         Forward { up, cache, keepalives }
     }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.up
+    }
+
+    pub fn keepalives(&self) -> &KeepAlives {
+        &self.keepalives
+    }
 }
 
 /// A Txn that only reads is as idempotent as a Range.

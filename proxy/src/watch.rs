@@ -452,6 +452,47 @@ impl WatchHub {
     }
 }
 
+/// One watcher outside any gRPC stream: a watch of the core API (the JSON gateway, v2 and RESP
+/// adapters the proxy serves), a local watcher of a shared broadcast like any other. Its first
+/// answer is the created one (or a cancellation); dropping it leaves the broadcast.
+pub struct Subscription {
+    hub: WatchHub,
+    broadcast: Arc<Broadcast>,
+    client: u64,
+    answers: mpsc::Receiver<Result<WatchResponse, Status>>,
+}
+
+/// The watch id a subscription has in its broadcast (each subscription is a client of its own).
+const SUBSCRIPTION_ID: i64 = 0;
+
+impl WatchHub {
+    /// Adds a watcher for `create`; see [`Subscription`].
+    pub async fn subscribe(&self, create: WatchCreateRequest) -> Subscription {
+        let client = self.inner.next_client.fetch_add(1, Ordering::SeqCst);
+        let (out, answers) = mpsc::channel(64);
+        let broadcast = self.join(client, SUBSCRIPTION_ID, create, out).await;
+        Subscription { hub: self.clone(), broadcast, client, answers }
+    }
+}
+
+impl Subscription {
+    /// The next answer; None when the broadcast ended.
+    pub async fn next(&mut self) -> Option<WatchResponse> {
+        self.answers.recv().await.and_then(Result::ok)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let (hub, b, client) = (self.hub.clone(), self.broadcast.clone(), self.client);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                hub.leave(&b, client, SUBSCRIPTION_ID).await;
+            });
+        }
+    }
+}
+
 /// The Watch service: each local stream's watchers are members of shared broadcasts.
 pub struct WatchProxy {
     hub: WatchHub,
