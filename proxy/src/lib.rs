@@ -15,10 +15,16 @@
 //!   (`--serializable-read-cache-ttl`, off by default); linearizable reads and every write
 //!   always go to the cluster ([`services::ReadCache`]).
 //! - Exposes its own Prometheus metrics on `/metrics` on the listen address.
-//!
-//! Not served: etcd's JSON gateway, the v2 API and RESP. Those adapters are built on Cairn's
-//! core API, not on gRPC, so serving them here would mean re-implementing the core API over
-//! gRPC; clients of those protocols talk to members directly.
+//! - Serves the other client protocols of a member through the same forwarding: the v3 JSON
+//!   gateway (`/v3/...`), the v2 API (`/v2/keys`, `/v2/members`, `/v2/stats`), `/version` and
+//!   `/health` next to gRPC on the listen address, and RESP on `--listen-redis-addr` (off by
+//!   default). Those adapters (cairn-http, cairn-resp) are built on the core API, so
+//!   [`remote::Remote`] implements the core API over the proxy's own gRPC services: each core
+//!   call becomes the etcd message, is forwarded with the same failover and retry rules (and
+//!   the read cache, keep-alive batching and watch coalescing), and a member's error comes back
+//!   as the core error it was made from, so the adapters answer exactly as on a member. The
+//!   proxy still holds no data: only the adapters' per-process state (v2 `/v2/stats/store`
+//!   counters, RESP connections and SCAN cursors), as on any member.
 
 pub mod keepalive;
 pub mod remote;
@@ -73,7 +79,8 @@ pub struct ProxyFlags {
     /// The cluster's client URLs (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
     pub endpoints: Vec<String>,
-    /// The address the proxy serves clients (gRPC and /metrics) on.
+    /// The address the proxy serves clients on: gRPC, the JSON gateway, v2, /version, /health
+    /// and /metrics.
     #[arg(long, default_value = "127.0.0.1:23790")]
     pub listen_addr: String,
     /// How long connecting to a member may take.
