@@ -443,7 +443,18 @@ fn json_gateway_through_the_proxy_answers_as_the_member() {
         assert_eq!(mods, revs);
         assert_eq!(events[1]["prev_kv"]["value"], b64("a"));
     }
+    // Closing the HTTP streams ends their watchers and the shared upstream watch.
     drop((w1, w2));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = proxy.metrics();
+        let counts = (metric(&text, "cairn_proxy_watchers", ""), metric(&text, "cairn_proxy_upstream_watches", ""));
+        if counts == (Some(0.0), Some(0.0)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "watchers left after the clients went: {counts:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // A watch from a compacted revision is canceled with the compaction revision.
     let last: i64 = revs[2].as_str().unwrap().parse().unwrap();
