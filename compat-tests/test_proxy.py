@@ -1,6 +1,8 @@
 """`cairn proxy` in front of a 3-member Cairn cluster, driven by unmodified etcdctl 3.4 and
 the Python `etcd3` client: KV, txn, watch, lease and lock through the proxy, then the member
-the proxy talks to is killed and the same clients keep working.
+the proxy talks to is killed and the same clients keep working. The same with the protocols the
+proxy serves over the core API: curl on the v3 JSON gateway and the v2 keys API, the Python v2
+client `python-etcd`, and redis-cli and redis-py on `--listen-redis-addr`.
 
 Every process (members, proxy, `etcdctl watch`) is stopped in a finalizer; every wait has a
 deadline.
@@ -8,9 +10,13 @@ deadline.
 
 from __future__ import annotations
 
+import base64
+import json
 import queue
 import re
+import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -28,10 +34,11 @@ except ImportError as e:  # pragma: no cover
 
 
 class Proxy:
-    def __init__(self, workdir: Path, endpoints: str):
-        self.port = harness.free_ports(1)[0]
+    def __init__(self, workdir: Path, endpoints: str, redis: bool = False):
+        self.port, self.redis_port = harness.free_ports(2)
         self.log_path = workdir / "proxy.log"
         self.endpoints = endpoints
+        self.redis = redis
         self.proc = None
 
     @property
@@ -42,7 +49,8 @@ class Proxy:
         binary = harness.require_binary(harness.cairn_bin(), "Cairn", "cargo build --workspace --bins")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [binary, "proxy", f"--endpoints={self.endpoints}", f"--listen-addr=127.0.0.1:{self.port}"],
+                [binary, "proxy", f"--endpoints={self.endpoints}", f"--listen-addr=127.0.0.1:{self.port}",
+                 *([f"--listen-redis-addr=127.0.0.1:{self.redis_port}"] if self.redis else [])],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, env=harness.clean_env(),
             )
@@ -78,17 +86,21 @@ class Proxy:
         return harness.run_etcdctl(self.endpoint, ["--command-timeout=15s", *args], stdin=stdin, timeout=30)
 
 
+def start_cluster_and_proxy(request, tmp_path, redis: bool = False):
+    cluster = Cluster("cairn", tmp_path / "cluster", 3)
+    request.addfinalizer(cluster.stop)
+    cluster.start()
+    proxy = Proxy(tmp_path, ",".join(m.endpoint for m in cluster.members), redis=redis)
+    request.addfinalizer(proxy.stop)
+    proxy.start()
+    return cluster, proxy
+
+
 @pytest.fixture
 def setup(request, tmp_path):
     if rs is None:
         pytest.fail(f"the Python etcd3 client is not importable: {_IMPORT_ERROR}")
-    cluster = Cluster("cairn", tmp_path / "cluster", 3)
-    request.addfinalizer(cluster.stop)
-    cluster.start()
-    proxy = Proxy(tmp_path, ",".join(m.endpoint for m in cluster.members))
-    request.addfinalizer(proxy.stop)
-    proxy.start()
-    return cluster, proxy
+    return start_cluster_and_proxy(request, tmp_path)
 
 
 def ok(r: harness.Result) -> str:
@@ -191,4 +203,125 @@ def test_etcdctl_and_etcd3_through_the_proxy_survive_killing_its_member(setup, r
     assert ok(proxy.etcdctl("lock", "mylock", "echo", "held-again")) == "held-again\n"
     with c.lock("pylock", ttl=30) as lk:
         assert lk.is_acquired()
+    assert proxy.upstream() != upstream, "the proxy failed over"
+
+
+def curl(*args: str, timeout: float = 30) -> tuple:
+    """curl -sS against the proxy: (HTTP status, body text)."""
+    binary = shutil.which("curl")
+    assert binary, "curl not found on PATH"
+    p = subprocess.run([binary, "-sS", "--noproxy", "*", "-m", str(timeout), "-o", "-", "-w", "\n%{http_code}", *args],
+                       capture_output=True, timeout=timeout + 10, env=harness.clean_env())
+    assert p.returncode == 0, p.stderr.decode()
+    body, _, status = p.stdout.decode().rpartition("\n")
+    return int(status), body
+
+
+def b64(s: str) -> str:
+    return base64.b64encode(s.encode()).decode()
+
+
+def redis_cli(proxy: Proxy, *args: str) -> str:
+    binary = shutil.which("redis-cli")
+    assert binary, "redis-cli not found on PATH -- apt-get install redis-tools"
+    p = subprocess.run([binary, "-h", "127.0.0.1", "-p", str(proxy.redis_port), *args], capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    return p.stdout.decode()
+
+
+def test_curl_python_etcd_and_redis_through_the_proxy_survive_killing_its_member(request, tmp_path):
+    import etcd  # python-etcd 0.4.5: compat-tests/requirements.txt (a missing client fails the test)
+    import redis  # redis-py
+
+    cluster, proxy = start_cluster_and_proxy(request, tmp_path, redis=True)
+    base = proxy.endpoint
+    member = cluster.members[0].endpoint
+
+    # --- curl: the v3 JSON gateway, answered as the member answers
+    status, body = curl(f"{base}/v3/kv/put", "-d", json.dumps({"key": b64("foo"), "value": b64("bar")}))
+    assert status == 200 and "revision" in json.loads(body)["header"], body
+    via = curl(f"{base}/v3/kv/range", "-d", json.dumps({"key": b64("foo")}))
+    direct = curl(f"{member}/v3/kv/range", "-d", json.dumps({"key": b64("foo")}))
+    assert json.loads(via[1])["kvs"][0]["value"] == b64("bar")
+    assert (via[0], json.loads(via[1])["kvs"]) == (direct[0], json.loads(direct[1])["kvs"])
+    status, body = curl(f"{base}/v3/kv/range", "-d", json.dumps({"key": b64("foo"), "revision": "100000"}))
+    assert (status, json.loads(body)) == (400, {
+        "error": "etcdserver: mvcc: required revision is a future revision",
+        "message": "etcdserver: mvcc: required revision is a future revision", "code": 11}), body
+
+    # --- curl: the v2 keys API
+    status, body = curl("-X", "PUT", f"{base}/v2/keys/greeting", "-d", "value=hello")
+    assert status == 201 and json.loads(body)["node"]["value"] == "hello", body
+    status, body = curl(f"{base}/v2/keys/greeting")
+    assert status == 200 and json.loads(body)["node"]["value"] == "hello", body
+    status, body = curl("-X", "PUT", f"{base}/v2/keys/greeting?prevExist=false", "-d", "value=x")
+    assert status == 412 and json.loads(body)["errorCode"] == 105, body
+
+    # --- python-etcd (v2)
+    c = etcd.Client(host="127.0.0.1", port=proxy.port, protocol="http", allow_reconnect=False)
+    assert c.write("/py", "one").action == "set"
+    assert c.read("/py").value == "one"
+    assert c.test_and_set("/py", "two", "one").value == "two"
+    with pytest.raises(etcd.EtcdCompareFailed):
+        c.test_and_set("/py", "x", "not-the-value")
+    with pytest.raises(etcd.EtcdAlreadyExist):
+        c.write("/py", "x", prevExist=False)
+    with pytest.raises(etcd.EtcdKeyNotFound):
+        c.read("/missing")
+    for job in ("job1", "job2"):
+        c.write("/queue", job, append=True)
+    assert [n.value for n in c.read("/queue", recursive=True, sorted=True).leaves] == ["job1", "job2"]
+    first = c.write("/watched", "v1").modifiedIndex
+    c.write("/watched", "v2")
+    assert c.read("/watched", wait=True, waitIndex=first).value == "v1"
+
+    # --- redis-cli and redis-py on the proxy's RESP port
+    assert redis_cli(proxy, "SET", "n", "41") == "OK\n"
+    assert redis_cli(proxy, "INCR", "n") == "42\n"
+    assert redis_cli(proxy, "GET", "n") == "42\n"
+    assert redis_cli(proxy, "EXPIRE", "n", "100") == "1\n"
+    assert 0 < int(redis_cli(proxy, "TTL", "n")) <= 100
+    assert redis_cli(proxy, "INCR", "/greeting").strip() == "ERR value is not an integer or out of range"
+    r = redis.Redis(host="127.0.0.1", port=proxy.redis_port, socket_timeout=30)
+    request.addfinalizer(r.close)
+    assert r.ping() is True
+    assert r.get("n") == b"42"
+    assert r.set("t", "v", ex=100) is True and 0 < r.ttl("t") <= 100 and 0 < r.pttl("t") <= 100_000
+    assert r.incr("counter") == 1 and r.incrby("counter", 41) == 42
+    with pytest.raises(redis.ResponseError, match="value is not an integer or out of range"):
+        r.incr("t")
+    # one keyspace: what RESP wrote, v2 and v3 read
+    assert c.read("/py").value == "two" and r.get("/py") == b"two"
+
+    # A v2 long poll opened before the kill is answered by a change made after it.
+    got = {}
+
+    def waiter():
+        try:
+            got["r"] = c.read("/polled", wait=True, timeout=60)
+        except Exception as e:  # reported below
+            got["e"] = e
+
+    poll = threading.Thread(target=waiter, daemon=True)
+    poll.start()
+    deadline = time.monotonic() + 20
+    while not re.search(r"^cairn_proxy_watchers 1$", proxy.metrics() or "", re.M):
+        assert time.monotonic() < deadline, "the long poll never reached the proxy"
+        time.sleep(0.05)
+
+    # --- kill the member the proxy talks to
+    upstream = proxy.upstream()
+    next(m for m in cluster.members if m.endpoint == upstream).kill9()
+
+    status, body = curl(f"{base}/v3/kv/put", "-d", json.dumps({"key": b64("/after"), "value": b64("1")}))
+    assert status == 200, f"{body}\n{proxy.log()}"
+    status, body = curl(f"{base}/v2/keys/after2", "-X", "PUT", "-d", "value=2")
+    assert status == 201, body
+    assert c.write("/polled", "p").value == "p"
+    poll.join(30)
+    assert "e" not in got, got.get("e")
+    assert got["r"].value == "p"
+    assert c.read("/after").value == "1"
+    assert redis_cli(proxy, "INCR", "n") == "43\n"
+    assert r.incr("counter") == 43 and r.get("/after2") == b"2"
     assert proxy.upstream() != upstream, "the proxy failed over"

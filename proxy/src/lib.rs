@@ -15,12 +15,19 @@
 //!   (`--serializable-read-cache-ttl`, off by default); linearizable reads and every write
 //!   always go to the cluster ([`services::ReadCache`]).
 //! - Exposes its own Prometheus metrics on `/metrics` on the listen address.
-//!
-//! Not served: etcd's JSON gateway, the v2 API and RESP. Those adapters are built on Cairn's
-//! core API, not on gRPC, so serving them here would mean re-implementing the core API over
-//! gRPC; clients of those protocols talk to members directly.
+//! - Serves the other client protocols of a member through the same forwarding: the v3 JSON
+//!   gateway (`/v3/...`), the v2 API (`/v2/keys`, `/v2/members`, `/v2/stats`), `/version` and
+//!   `/health` next to gRPC on the listen address, and RESP on `--listen-redis-addr` (off by
+//!   default). Those adapters (cairn-http, cairn-resp) are built on the core API, so
+//!   [`remote::Remote`] implements the core API over the proxy's own gRPC services: each core
+//!   call becomes the etcd message, is forwarded with the same failover and retry rules (and
+//!   the read cache, keep-alive batching and watch coalescing), and a member's error comes back
+//!   as the core error it was made from, so the adapters answer exactly as on a member. The
+//!   proxy still holds no data: only the adapters' per-process state (v2 `/v2/stats/store`
+//!   counters, RESP connections and SCAN cursors), as on any member.
 
 pub mod keepalive;
+pub mod remote;
 pub mod services;
 pub mod upstream;
 pub mod watch;
@@ -35,6 +42,7 @@ use futures::StreamExt;
 use tokio::net::TcpListener;
 
 use cairn_etcd_v3::lenient_authority::LenientAuthority;
+use cairn_etcd_v3::pb::etcdserverpb::auth_server::AuthServer;
 use cairn_etcd_v3::pb::etcdserverpb::cluster_server::ClusterServer;
 use cairn_etcd_v3::pb::etcdserverpb::kv_server::KvServer;
 use cairn_etcd_v3::pb::etcdserverpb::lease_server::LeaseServer;
@@ -44,6 +52,7 @@ use cairn_etcd_v3::pb::v3electionpb::election_server::ElectionServer;
 use cairn_etcd_v3::pb::v3lockpb::lock_server::LockServer;
 
 use crate::keepalive::KeepAlives;
+use crate::remote::Remote;
 use crate::services::{Forward, ReadCache, MAX_MESSAGE_BYTES};
 use crate::upstream::Upstream;
 use crate::watch::{WatchHub, WatchProxy};
@@ -58,6 +67,8 @@ pub enum ProxyError {
     BadListenAddr(String, String),
     #[error("cannot listen on {0}: {1}")]
     Bind(String, std::io::Error),
+    #[error("bad --listen-redis-addr {0:?}: {1}")]
+    BadRedisAddr(String, String),
     #[error("serving: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -69,7 +80,8 @@ pub struct ProxyFlags {
     /// The cluster's client URLs (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
     pub endpoints: Vec<String>,
-    /// The address the proxy serves clients (gRPC and /metrics) on.
+    /// The address the proxy serves clients on: gRPC, the JSON gateway, v2, /version, /health
+    /// and /metrics.
     #[arg(long, default_value = "127.0.0.1:23790")]
     pub listen_addr: String,
     /// How long connecting to a member may take.
@@ -84,6 +96,17 @@ pub struct ProxyFlags {
     /// How often the proxy asks the members which one leads.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub leader_check_interval: Duration,
+    /// Also serve RESP (Redis protocol) clients on this address (host:port or redis://host:port);
+    /// off by default.
+    #[arg(long)]
+    pub listen_redis_addr: Option<String>,
+    /// The members' `--max-request-bytes`: the largest key or value RESP accepts, and the JSON
+    /// gateway's and v2's body limit (the members refuse larger writes themselves).
+    #[arg(long, default_value_t = 1536 * 1024)]
+    pub max_request_bytes: usize,
+    /// The members' `--max-txn-ops`: RESP splits its writes into txns of at most this many.
+    #[arg(long, default_value_t = 128)]
+    pub max_txn_ops: usize,
     /// Log filter (tracing's env-filter syntax: `info`, `debug`, `cairn_proxy=debug`, ...).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -133,6 +156,10 @@ pub async fn run(flags: ProxyFlags, shutdown: impl std::future::Future<Output = 
         .next()
         .ok_or_else(|| bad("resolves to no address".into()))?;
     let listener = TcpListener::bind(addr).await.map_err(|e| ProxyError::Bind(flags.listen_addr.clone(), e))?;
+    let redis_listener = match &flags.listen_redis_addr {
+        Some(a) => Some(bind_redis(a).await?),
+        None => None,
+    };
     let metrics = install_metrics();
 
     let up = Upstream::new(&flags.endpoints, flags.dial_timeout, flags.retry_timeout)?;
@@ -141,6 +168,8 @@ pub async fn run(flags: ProxyFlags, shutdown: impl std::future::Future<Output = 
     let keepalives = KeepAlives::start(up.clone(), flags.retry_timeout);
     let fwd = Forward::new(up.clone(), Arc::new(ReadCache::new(flags.serializable_read_cache_ttl)), keepalives);
     let hub = WatchHub::new(up.clone());
+    // The core API over the same forwarding, for the adapters built on it (HTTP and RESP).
+    let remote = Remote::new(fwd.clone(), hub.clone());
 
     let max = MAX_MESSAGE_BYTES;
     let routes = tonic::service::Routes::new(KvServer::new(fwd.clone()).max_decoding_message_size(max))
@@ -149,7 +178,11 @@ pub async fn run(flags: ProxyFlags, shutdown: impl std::future::Future<Output = 
         .add_service(LockServer::new(fwd.clone()).max_decoding_message_size(max))
         .add_service(ElectionServer::new(fwd.clone()).max_decoding_message_size(max))
         .add_service(ClusterServer::new(fwd.clone()).max_decoding_message_size(max))
-        .add_service(MaintenanceServer::new(fwd).max_decoding_message_size(max));
+        .add_service(MaintenanceServer::new(fwd.clone()).max_decoding_message_size(max))
+        .add_service(AuthServer::new(fwd).max_decoding_message_size(max));
+    // HTTP next to gRPC, as on a member: the v3 JSON gateway, the v2 API, /version, /health.
+    let http_config = cairn_http::HttpConfig { max_request_bytes: flags.max_request_bytes };
+    let routes = cairn_http::with_grpc(routes, remote.clone(), http_config);
     let router = routes.into_axum_router().route(
         "/metrics",
         axum::routing::get(move || {
@@ -163,6 +196,15 @@ pub async fn run(flags: ProxyFlags, shutdown: impl std::future::Future<Output = 
         }),
     );
     tracing::info!(endpoints = %flags.endpoints.join(","), "proxy serving on {addr}");
+    let (stop_redis, mut redis_stopped) = tokio::sync::watch::channel(false);
+    let redis = redis_listener.map(|listener| {
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        tracing::info!("serving RESP (Redis protocol) clients on port {port}");
+        let config = cairn_resp::Config { max_request_bytes: flags.max_request_bytes, max_txn_ops: flags.max_txn_ops, port };
+        tokio::spawn(cairn_resp::serve(listener, remote.clone(), config, async move {
+            let _ = redis_stopped.wait_for(|s| *s).await;
+        }))
+    });
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
         conn.map(|stream| {
             let _ = stream.set_nodelay(true);
@@ -177,19 +219,43 @@ pub async fn run(flags: ProxyFlags, shutdown: impl std::future::Future<Output = 
             let _ = stop_rx.wait_for(|s| *s).await;
         });
     tokio::pin!(server);
-    tokio::select! {
-        served = &mut server => served?,
-        () = shutdown => {
-            let _ = stop_tx.send(true);
-            // Watch and keep-alive streams never end by themselves: unary calls get a moment
-            // to finish, then the open streams are cut (clients reconnect elsewhere).
-            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-                Ok(served) => served?,
-                Err(_) => tracing::info!("closing the streams still open"),
+    let served: Result<(), ProxyError> = async {
+        tokio::select! {
+            served = &mut server => served?,
+            () = shutdown => {
+                let _ = stop_tx.send(true);
+                // Watch and keep-alive streams never end by themselves: unary calls get a
+                // moment to finish, then the open streams are cut (clients reconnect elsewhere).
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                    Ok(served) => served?,
+                    Err(_) => tracing::info!("closing the streams still open"),
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
+    .await;
+    let _ = stop_redis.send(true);
+    if let Some(redis) = redis {
+        let _ = redis.await;
+    }
+    served
+}
+
+/// Binds `--listen-redis-addr` (`host:port`, `redis://host:port` or `tcp://host:port`).
+async fn bind_redis(flag: &str) -> Result<TcpListener, ProxyError> {
+    let hostport = match flag.split_once("://") {
+        Some(("redis" | "tcp", rest)) => rest.trim_end_matches('/'),
+        Some((scheme, _)) => return Err(ProxyError::BadRedisAddr(flag.into(), format!("unsupported URL scheme {scheme:?}"))),
+        None => flag,
+    };
+    let bad = |e: String| ProxyError::BadRedisAddr(flag.into(), e);
+    let addr = tokio::net::lookup_host(hostport)
+        .await
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("resolves to no address".into()))?;
+    TcpListener::bind(addr).await.map_err(|e| ProxyError::Bind(flag.into(), e))
 }
 
 /// How long a stopping proxy waits for calls in flight.

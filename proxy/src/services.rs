@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use cairn_etcd_v3::pb::etcdserverpb::auth_client::AuthClient;
+use cairn_etcd_v3::pb::etcdserverpb::auth_server::Auth;
 use cairn_etcd_v3::pb::etcdserverpb::cluster_client::ClusterClient;
 use cairn_etcd_v3::pb::etcdserverpb::cluster_server::Cluster;
 use cairn_etcd_v3::pb::etcdserverpb::kv_client::KvClient;
@@ -32,14 +34,30 @@ use crate::upstream::{Retry, Upstream};
 /// Answers from members can be as large as the member allows; the proxy does not cut them.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
+/// The client's auth token (etcd's `token` metadata), which goes on to the member: the proxy
+/// holds no credentials and checks nothing itself; the member decides.
+pub fn token_of<T>(request: &Request<T>) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    request.metadata().get(cairn_etcd_v3::auth::TOKEN_METADATA_KEY).cloned()
+}
+
+/// `message` as a request carrying `token` (if any).
+pub fn with_token<T>(message: T, token: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(t) = token {
+        request.metadata_mut().insert(cairn_etcd_v3::auth::TOKEN_METADATA_KEY, t.clone());
+    }
+    request
+}
+
 /// Forwards one unary call: `$client::new(channel).$method(request)` with `$retry`.
 macro_rules! forward {
     ($self:ident, $request:ident, $client:ident, $method:ident, $retry:expr) => {{
+        let token = token_of(&$request);
         let req = $request.into_inner();
         $self
             .up
             .call(stringify!($method), $retry, |ch| {
-                let req = req.clone();
+                let req = with_token(req.clone(), token.as_ref());
                 async move {
                     let mut c = $client::new(ch).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES);
                     c.$method(req).await.map(Response::into_inner)
@@ -101,6 +119,14 @@ impl Forward {
     pub fn new(up: Upstream, cache: Arc<ReadCache>, keepalives: KeepAlives) -> Forward {
         Forward { up, cache, keepalives }
     }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.up
+    }
+
+    pub fn keepalives(&self) -> &KeepAlives {
+        &self.keepalives
+    }
 }
 
 /// A Txn that only reads is as idempotent as a Range.
@@ -125,7 +151,12 @@ impl Kv for Forward {
         if !request.get_ref().serializable || self.cache.ttl.is_zero() {
             return forward!(self, request, KvClient, range, Retry::Idempotent);
         }
-        let key = prost::Message::encode_to_vec(request.get_ref());
+        // Answers are cached per token: what one user may read is not served to another.
+        let mut key = prost::Message::encode_to_vec(request.get_ref());
+        if let Some(t) = token_of(&request) {
+            key.extend_from_slice(b"\0token\0");
+            key.extend_from_slice(t.as_bytes());
+        }
         if let Some(hit) = self.cache.get(&key) {
             metrics::counter!("etcd_grpc_proxy_cache_hits_total").increment(1);
             return Ok(Response::new(hit));
@@ -314,5 +345,88 @@ impl Election for Forward {
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
         self.cache.invalidate();
         forward!(self, request, ElectionClient, resign, Retry::Idempotent)
+    }
+}
+
+/// etcd's Auth service, forwarded (the member keeps users and roles and checks everything).
+#[tonic::async_trait]
+impl Auth for Forward {
+    async fn auth_enable(&self, request: Request<AuthEnableRequest>) -> Result<Response<AuthEnableResponse>, Status> {
+        self.cache.invalidate();
+        forward!(self, request, AuthClient, auth_enable, Retry::Write)
+    }
+
+    async fn auth_disable(&self, request: Request<AuthDisableRequest>) -> Result<Response<AuthDisableResponse>, Status> {
+        self.cache.invalidate();
+        forward!(self, request, AuthClient, auth_disable, Retry::Write)
+    }
+
+    async fn auth_status(&self, request: Request<AuthStatusRequest>) -> Result<Response<AuthStatusResponse>, Status> {
+        forward!(self, request, AuthClient, auth_status, Retry::Idempotent)
+    }
+
+    async fn authenticate(&self, request: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
+        forward!(self, request, AuthClient, authenticate, Retry::Idempotent)
+    }
+
+    async fn user_add(&self, request: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
+        self.cache.invalidate();
+        forward!(self, request, AuthClient, user_add, Retry::Write)
+    }
+
+    async fn user_get(&self, request: Request<AuthUserGetRequest>) -> Result<Response<AuthUserGetResponse>, Status> {
+        forward!(self, request, AuthClient, user_get, Retry::Idempotent)
+    }
+
+    async fn user_list(&self, request: Request<AuthUserListRequest>) -> Result<Response<AuthUserListResponse>, Status> {
+        forward!(self, request, AuthClient, user_list, Retry::Idempotent)
+    }
+
+    async fn user_delete(&self, request: Request<AuthUserDeleteRequest>) -> Result<Response<AuthUserDeleteResponse>, Status> {
+        self.cache.invalidate();
+        forward!(self, request, AuthClient, user_delete, Retry::Write)
+    }
+
+    async fn user_change_password(&self, request: Request<AuthUserChangePasswordRequest>) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
+        self.cache.invalidate();
+        forward!(self, request, AuthClient, user_change_password, Retry::Write)
+    }
+
+    async fn user_grant_role(&self, request: Request<AuthUserGrantRoleRequest>) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
+        self.cache.invalidate();
+        forward!(self, request, AuthClient, user_grant_role, Retry::Write)
+    }
+
+    async fn user_revoke_role(&self, request: Request<AuthUserRevokeRoleRequest>) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
+        self.cache.invalidate();
+        forward!(self, request, AuthClient, user_revoke_role, Retry::Write)
+    }
+
+    async fn role_add(&self, request: Request<AuthRoleAddRequest>) -> Result<Response<AuthRoleAddResponse>, Status> {
+        self.cache.invalidate();
+        forward!(self, request, AuthClient, role_add, Retry::Write)
+    }
+
+    async fn role_get(&self, request: Request<AuthRoleGetRequest>) -> Result<Response<AuthRoleGetResponse>, Status> {
+        forward!(self, request, AuthClient, role_get, Retry::Idempotent)
+    }
+
+    async fn role_list(&self, request: Request<AuthRoleListRequest>) -> Result<Response<AuthRoleListResponse>, Status> {
+        forward!(self, request, AuthClient, role_list, Retry::Idempotent)
+    }
+
+    async fn role_delete(&self, request: Request<AuthRoleDeleteRequest>) -> Result<Response<AuthRoleDeleteResponse>, Status> {
+        self.cache.invalidate();
+        forward!(self, request, AuthClient, role_delete, Retry::Write)
+    }
+
+    async fn role_grant_permission(&self, request: Request<AuthRoleGrantPermissionRequest>) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
+        self.cache.invalidate();
+        forward!(self, request, AuthClient, role_grant_permission, Retry::Write)
+    }
+
+    async fn role_revoke_permission(&self, request: Request<AuthRoleRevokePermissionRequest>) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
+        self.cache.invalidate();
+        forward!(self, request, AuthClient, role_revoke_permission, Retry::Write)
     }
 }

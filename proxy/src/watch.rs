@@ -44,9 +44,12 @@ use crate::upstream::{is_transport_failure, Retry, Upstream};
 
 type Outbound = mpsc::Sender<Result<WatchResponse, Status>>;
 
-/// What makes two watchers shareable: the same range and the same options.
+/// What makes two watchers shareable: the same range, the same options and the same auth
+/// token (the member checks the token's user may read the range; watchers with other
+/// credentials get upstream watches of their own).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct GroupKey {
+    token: Option<String>,
     key: Vec<u8>,
     range_end: Vec<u8>,
     filters: Vec<i32>,
@@ -56,11 +59,12 @@ struct GroupKey {
 }
 
 impl GroupKey {
-    fn of(c: &WatchCreateRequest) -> GroupKey {
+    fn of(c: &WatchCreateRequest, token: Option<String>) -> GroupKey {
         let mut filters = c.filters.clone();
         filters.sort_unstable();
         filters.dedup();
         GroupKey {
+            token,
             key: c.key.clone(),
             range_end: c.range_end.clone(),
             filters,
@@ -174,8 +178,8 @@ impl WatchHub {
 
     /// Adds watcher `id` of local stream `client`; its created answer goes to `out` now (when
     /// the broadcast is established) or when the upstream watch is created.
-    async fn join(&self, client: u64, id: i64, c: WatchCreateRequest, out: Outbound) -> Arc<Broadcast> {
-        let group = GroupKey::of(&c);
+    async fn join(&self, client: u64, id: i64, c: WatchCreateRequest, token: Option<String>, out: Outbound) -> Arc<Broadcast> {
+        let group = GroupKey::of(&c, token);
         let start = c.start_revision;
         let candidates = self.groups().get(&group).cloned().unwrap_or_default();
         if start >= 0 {
@@ -283,7 +287,9 @@ impl WatchHub {
             let _ = tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await;
             metrics::counter!("cairn_proxy_requests_forwarded_total", "method" => "watch").increment(1);
             let mut client = WatchClient::new(ch).max_decoding_message_size(MAX_MESSAGE_BYTES);
-            let mut answers = match client.watch(ReceiverStream::new(rx)).await {
+            let token = b.group.token.as_deref().and_then(|t| t.parse().ok());
+            let request = crate::services::with_token(ReceiverStream::new(rx), token.as_ref());
+            let mut answers = match client.watch(request).await {
                 Ok(r) => r.into_inner(),
                 Err(status) => {
                     tracing::debug!("opening an upstream watch: {status}");
@@ -452,6 +458,47 @@ impl WatchHub {
     }
 }
 
+/// One watcher outside any gRPC stream: a watch of the core API (the JSON gateway, v2 and RESP
+/// adapters the proxy serves), a local watcher of a shared broadcast like any other. Its first
+/// answer is the created one (or a cancellation); dropping it leaves the broadcast.
+pub struct Subscription {
+    hub: WatchHub,
+    broadcast: Arc<Broadcast>,
+    client: u64,
+    answers: mpsc::Receiver<Result<WatchResponse, Status>>,
+}
+
+/// The watch id a subscription has in its broadcast (each subscription is a client of its own).
+const SUBSCRIPTION_ID: i64 = 0;
+
+impl WatchHub {
+    /// Adds a watcher for `create`; see [`Subscription`].
+    pub async fn subscribe(&self, create: WatchCreateRequest, token: Option<String>) -> Subscription {
+        let client = self.inner.next_client.fetch_add(1, Ordering::SeqCst);
+        let (out, answers) = mpsc::channel(64);
+        let broadcast = self.join(client, SUBSCRIPTION_ID, create, token, out).await;
+        Subscription { hub: self.clone(), broadcast, client, answers }
+    }
+}
+
+impl Subscription {
+    /// The next answer; None when the broadcast ended.
+    pub async fn next(&mut self) -> Option<WatchResponse> {
+        self.answers.recv().await.and_then(Result::ok)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let (hub, b, client) = (self.hub.clone(), self.broadcast.clone(), self.client);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                hub.leave(&b, client, SUBSCRIPTION_ID).await;
+            });
+        }
+    }
+}
+
 /// The Watch service: each local stream's watchers are members of shared broadcasts.
 pub struct WatchProxy {
     hub: WatchHub,
@@ -470,6 +517,7 @@ impl Watch for WatchProxy {
     type WatchStream = WatchResponseStream;
 
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        let token = crate::services::token_of(&request).and_then(|t| t.to_str().ok().map(str::to_string));
         let mut inbound = request.into_inner();
         let (out, rx) = mpsc::channel(1024);
         let hub = self.hub.clone();
@@ -506,7 +554,7 @@ impl Watch for WatchProxy {
                             }
                             next_id
                         };
-                        let b = hub.join(client, id, c, out.clone()).await;
+                        let b = hub.join(client, id, c, token.clone(), out.clone()).await;
                         mine.insert(id, b);
                     }
                     Ok(Some(WatchRequest { request_union: Some(RequestUnion::CancelRequest(c)) })) => {

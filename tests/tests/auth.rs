@@ -226,3 +226,49 @@ fn tokens_work_on_every_member_and_die_with_their_password_and_auth_disable() {
     assert_eq!(last.0, 401, "a token from before auth disable: {}", last.1);
     cluster.kill9_all();
 }
+
+#[test]
+fn the_proxy_passes_tokens_through_and_never_shares_a_watch_or_cached_read_across_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Cairn::start(&dir.path().join("data"));
+    let url = server.url();
+    let proxy = cairn_tests::proxy::Proxy::start(&[url.clone()], &["--serializable-read-cache-ttl", "10s"]);
+    let purl = proxy.url();
+    runtime().block_on(async {
+        set_up_users(&url).await;
+        // etcd's Auth service through the proxy: etcd-client authenticates there.
+        let mut root = as_user(&purl, "root", "rootpw").await;
+        let users = root.user_list().await.unwrap();
+        assert_eq!(users.users(), ["alice", "root"]);
+        let mut alice = as_user(&purl, "alice", "alicepw").await;
+        alice.put("/app/x", "1", None).await.unwrap();
+        let denied = alice.put("/other", "mine", None).await.unwrap_err().to_string();
+        assert!(denied.contains("etcdserver: permission denied"), "{denied}");
+
+        // A serializable read root made is cached; alice's same read is not served from it.
+        let serializable = || Some(GetOptions::new().with_serializable());
+        assert_eq!(root.get("/other", serializable()).await.unwrap().kvs()[0].value(), b"secret");
+        let denied = alice.get("/other", serializable()).await.unwrap_err().to_string();
+        assert!(denied.contains("etcdserver: permission denied"), "the cache is per token: {denied}");
+
+        // Root's watch on /other is not shared with alice, whose own watch is refused.
+        let mut root_watch = root.watch("/other", None).await.unwrap();
+        let created = tokio::time::timeout(Duration::from_secs(10), root_watch.message()).await.unwrap().unwrap().unwrap();
+        assert!(created.created() && !created.canceled());
+        let mut alice_watch = alice.watch("/other", None).await.unwrap();
+        let created = tokio::time::timeout(Duration::from_secs(10), alice_watch.message()).await.unwrap().unwrap().unwrap();
+        assert!(created.canceled(), "alice may not watch /other through the proxy either");
+        assert_eq!(created.cancel_reason(), "etcdserver: permission denied");
+        let mut anonymous = Client::connect([purl.as_str()], None).await.unwrap();
+        let refused = anonymous.get("/app/x", None).await.unwrap_err().to_string();
+        assert!(refused.contains("etcdserver: user name is empty"), "{refused}");
+    });
+    // The JSON gateway through the proxy: the Authorization header's token goes on.
+    let t = token(&purl, "alice", "alicepw");
+    assert_eq!(gateway_range(&purl, Some(&t), APP_X).0, 200);
+    let (status, body) = gateway_range(&purl, Some(&t), OTHER);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = gateway_range(&purl, None, APP_X);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("etcdserver: user name is empty"), "{body}");
+}

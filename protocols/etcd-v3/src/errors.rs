@@ -72,6 +72,58 @@ pub fn to_status(e: StoreError) -> Status {
     Status::new(code, msg)
 }
 
+/// Every error with a fixed code and text: all but [`StoreError::Internal`].
+pub const FIXED_ERRORS: [StoreError; 47] = {
+    use StoreError::*;
+    [
+        EmptyKey, KeyNotFound, ValueProvided, LeaseProvided, TooManyOps, DuplicateKey, InvalidSortOption,
+        InvalidCompare, Compacted, FutureRevision, LeaseNotFound, LeaseExists, LeaseTtlTooLarge, RequestTooLarge,
+        NoSpace, NoLeader, Timeout, Stopped, MemberNotFound, MemberExists, PeerUrlExists, NotEnoughStartedMembers,
+        MemberBadUrls, MemberNotLearner, LearnerNotReady, TooManyLearners, NotLeader, BadLeaderTransferee, Unhealthy,
+        NotSupportedForLearner, UserEmpty, UserAlreadyExists, UserNotFound, RoleEmpty, RoleAlreadyExists,
+        RoleNotFound, RoleNotGranted, PermissionNotGranted, PermissionNotGiven, AuthFailed, PermissionDenied,
+        AuthNotEnabled, InvalidAuthToken, InvalidAuthMgmt, RootUserNotExist, RootRoleNotExist, AuthOldRevision,
+    ]
+};
+
+/// Fails to compile when a variant is added without a place in [`FIXED_ERRORS`] (add it there,
+/// then here).
+#[allow(dead_code)]
+fn fixed_errors_are_complete(e: &StoreError) {
+    use StoreError::*;
+    match e {
+        EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
+        | InvalidCompare | Compacted | FutureRevision | LeaseNotFound | LeaseExists | LeaseTtlTooLarge
+        | RequestTooLarge | NoSpace | NoLeader | Timeout | Stopped | MemberNotFound | MemberExists | PeerUrlExists
+        | NotEnoughStartedMembers | MemberBadUrls | MemberNotLearner | LearnerNotReady | TooManyLearners | NotLeader
+        | BadLeaderTransferee | Unhealthy | NotSupportedForLearner | UserEmpty | UserAlreadyExists | UserNotFound
+        | RoleEmpty | RoleAlreadyExists | RoleNotFound | RoleNotGranted | PermissionNotGranted | PermissionNotGiven
+        | AuthFailed | PermissionDenied | AuthNotEnabled | InvalidAuthToken | InvalidAuthMgmt | RootUserNotExist
+        | RootRoleNotExist | AuthOldRevision | Internal(_) => {}
+    }
+}
+
+/// The inverse of [`code_and_message`], for serving the core API over a member's gRPC (the
+/// proxy): a member's error with etcd's code and exact text is the variant it came from, so an
+/// adapter re-encodes the very error the member gave. Any other error (a transport failure, a
+/// text no variant has) is [`StoreError::Internal`] keeping the text; `etcdserver: ` is taken
+/// off since `Internal` puts it back. `code` None matches by text alone (a watch's
+/// `cancel_reason` has no code).
+pub fn from_code_and_message(code: Option<Code>, message: &str) -> StoreError {
+    for e in FIXED_ERRORS {
+        let (c, m) = code_and_message(&e);
+        if m == message && code.is_none_or(|code| code == c) {
+            return e;
+        }
+    }
+    StoreError::Internal(message.strip_prefix("etcdserver: ").unwrap_or(message).to_string())
+}
+
+/// [`from_code_and_message`] of a gRPC status.
+pub fn from_status(s: &Status) -> StoreError {
+    from_code_and_message(Some(s.code()), s.message())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,56 +131,8 @@ mod tests {
     /// Every variant maps to an etcd-prefixed message; spot-check the ones clients match on.
     #[test]
     fn every_error_has_etcds_code_and_text() {
-        let all = [
-            StoreError::EmptyKey,
-            StoreError::KeyNotFound,
-            StoreError::ValueProvided,
-            StoreError::LeaseProvided,
-            StoreError::TooManyOps,
-            StoreError::DuplicateKey,
-            StoreError::InvalidSortOption,
-            StoreError::InvalidCompare,
-            StoreError::Compacted,
-            StoreError::FutureRevision,
-            StoreError::LeaseNotFound,
-            StoreError::LeaseExists,
-            StoreError::LeaseTtlTooLarge,
-            StoreError::RequestTooLarge,
-            StoreError::NoSpace,
-            StoreError::NoLeader,
-            StoreError::Timeout,
-            StoreError::Stopped,
-            StoreError::MemberNotFound,
-            StoreError::MemberExists,
-            StoreError::PeerUrlExists,
-            StoreError::NotEnoughStartedMembers,
-            StoreError::MemberBadUrls,
-            StoreError::MemberNotLearner,
-            StoreError::LearnerNotReady,
-            StoreError::TooManyLearners,
-            StoreError::NotLeader,
-            StoreError::BadLeaderTransferee,
-            StoreError::Unhealthy,
-            StoreError::NotSupportedForLearner,
-            StoreError::UserEmpty,
-            StoreError::UserAlreadyExists,
-            StoreError::UserNotFound,
-            StoreError::RoleEmpty,
-            StoreError::RoleAlreadyExists,
-            StoreError::RoleNotFound,
-            StoreError::RoleNotGranted,
-            StoreError::PermissionNotGranted,
-            StoreError::PermissionNotGiven,
-            StoreError::AuthFailed,
-            StoreError::PermissionDenied,
-            StoreError::AuthNotEnabled,
-            StoreError::InvalidAuthToken,
-            StoreError::InvalidAuthMgmt,
-            StoreError::RootUserNotExist,
-            StoreError::RootRoleNotExist,
-            StoreError::AuthOldRevision,
-            StoreError::Internal("x".into()),
-        ];
+        let mut all = FIXED_ERRORS.to_vec();
+        all.push(StoreError::Internal("x".into()));
         for e in &all {
             assert!(code_and_message(e).1.starts_with("etcdserver: "), "{e:?}");
         }
@@ -139,6 +143,26 @@ mod tests {
         assert_eq!(
             code_and_message(&StoreError::DuplicateKey),
             (Code::InvalidArgument, "etcdserver: duplicate key given in txn request".to_string())
+        );
+    }
+
+    /// Status -> error -> status is the identity for every variant (the proxy's adapters
+    /// re-encode a member's error unchanged).
+    #[test]
+    fn every_status_maps_back_to_its_error() {
+        let mut all = FIXED_ERRORS.to_vec();
+        all.push(StoreError::Internal("disk on fire".into()));
+        for e in all {
+            let status = to_status(e.clone());
+            assert_eq!(from_status(&status), e);
+            let (code, message) = code_and_message(&from_status(&status));
+            assert_eq!((code, message.as_str()), (status.code(), status.message()));
+            assert_eq!(from_code_and_message(None, status.message()), e, "by text alone");
+        }
+        // Errors no member sends keep their text.
+        assert_eq!(
+            from_status(&Status::unavailable("tcp connect error: Connection refused")),
+            StoreError::Internal("tcp connect error: Connection refused".into())
         );
     }
 }

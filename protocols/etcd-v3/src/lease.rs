@@ -21,6 +21,10 @@ impl<S> LeaseService<S> {
     }
 }
 
+/// The response header (gRPC metadata) of LeaseTimeToLive answers that carries the
+/// milliseconds left on the lease (-1 when it does not exist).
+pub const REMAINING_MS_HEADER: &str = "cairn-lease-remaining-ms";
+
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -75,13 +79,17 @@ impl<S: cairn_api::Lease + cairn_api::Auth> Lease for LeaseService<S> {
         let store = crate::auth::caller(&self.store, &request).await?;
         let r = request.into_inner();
         let resp = store.lease_time_to_live(r.id, r.keys).await.map_err(to_status)?;
-        Ok(Response::new(LeaseTimeToLiveResponse {
+        let mut answer = Response::new(LeaseTimeToLiveResponse {
             header: header(resp.header),
             id: resp.id,
             ttl: resp.ttl,
             granted_ttl: resp.granted_ttl,
             keys: resp.keys,
-        }))
+        });
+        // The milliseconds left, which etcd's message (whole seconds) cannot carry, for a
+        // `cairn proxy` serving RESP's PTTL; etcd clients ignore the header.
+        answer.metadata_mut().insert(REMAINING_MS_HEADER, resp.remaining_ms.into());
+        Ok(answer)
     }
 
     async fn lease_leases(&self, request: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {

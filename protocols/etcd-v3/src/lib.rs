@@ -27,7 +27,7 @@ pub use cluster::ClusterService;
 pub use election::ElectionService;
 pub use kv::KvService;
 pub use lock::LockService;
-pub use lease::LeaseService;
+pub use lease::{LeaseService, REMAINING_MS_HEADER};
 pub use maintenance::MaintenanceService;
 pub use watch::WatchService;
 
