@@ -97,6 +97,11 @@ pub struct Flags {
     #[arg(long, env = "CAIRN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// Most watchers one watch stream may hold; a create beyond it is canceled with a reason
+    /// naming this flag.
+    #[arg(long, env = "CAIRN_MAX_WATCHERS_PER_STREAM", default_value_t = 10_000)]
+    pub max_watchers_per_stream: usize,
+
     /// Auth token type: 'simple' (Cairn's simple tokens are signed, so any member accepts
     /// them; JWT is not supported).
     #[arg(long, env = "CAIRN_AUTH_TOKEN", default_value = "simple")]
@@ -133,6 +138,7 @@ const ENV_FLAGS: &[&str] = &[
     "LOG_LEVEL",
     "WATCH_PROGRESS_NOTIFY_INTERVAL",
     "LISTEN_REDIS_URLS",
+    "MAX_WATCHERS_PER_STREAM",
     "AUTH_TOKEN",
     "AUTH_TOKEN_TTL",
     "BCRYPT_COST",
@@ -181,6 +187,9 @@ impl Flags {
         }
         if self.auth_token.split(',').next() != Some("simple") {
             bail!("--auth-token {:?} is not supported (only 'simple')", self.auth_token);
+        }
+        if self.max_watchers_per_stream == 0 {
+            bail!("--max-watchers-per-stream must be positive");
         }
         if self.auth_token_ttl == 0 {
             bail!("--auth-token-ttl must be positive");

@@ -88,7 +88,11 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     }
     let (stop_redis, redis_stopped) = tokio::sync::watch::channel(false);
     let mut redis = resp::spawn_all(redis_listeners, node.clone(), flags.max_request_bytes, flags.max_txn_ops, redis_stopped);
-    let routes = cairn_etcd_v3::routes(node.clone(), flags.max_request_bytes);
+    let limits = cairn_etcd_v3::ServiceLimits {
+        max_request_bytes: flags.max_request_bytes,
+        max_watchers_per_stream: flags.max_watchers_per_stream,
+    };
+    let routes = cairn_etcd_v3::routes_with(node.clone(), limits);
     // HTTP/1.1 and HTTP/2 JSON next to gRPC on the same listeners: the v3 JSON gateway, the v2
     // API, /version and /health.
     let http_config = cairn_http::HttpConfig { max_request_bytes: flags.max_request_bytes };

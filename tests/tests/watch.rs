@@ -209,3 +209,27 @@ fn a_watcher_that_stops_reading_blocks_nothing_and_later_misses_nothing() {
         eprintln!("200 writes with a stalled watcher took {writes_took:?}");
     });
 }
+
+#[test]
+fn a_stream_holds_at_most_max_watchers_per_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Cairn::start_with(&dir.path().join("data"), &["--max-watchers-per-stream", "2"]);
+    runtime().block_on(async {
+        let mut c = Client::connect([server.url()], None).await.unwrap();
+        let mut stream = c.watch("a", None).await.unwrap();
+        assert!(next(&mut stream).await.created());
+        stream.watch("b", None).await.unwrap();
+        let second = next(&mut stream).await;
+        assert!(second.created() && !second.canceled());
+        stream.watch("c", None).await.unwrap();
+        let third = next(&mut stream).await;
+        assert!(third.canceled(), "the third watcher of the stream is refused");
+        assert!(third.cancel_reason().contains("too many watchers on this stream (limit 2"), "{}", third.cancel_reason());
+        // The first two still work; a new stream has its own allowance.
+        c.put("b", "1", None).await.unwrap();
+        let event = next(&mut stream).await;
+        assert_eq!(events(&event)[0].1, "b");
+        let mut other = c.watch("c", None).await.unwrap();
+        assert!(!next(&mut other).await.canceled());
+    });
+}

@@ -61,8 +61,25 @@ pub mod pb {
 /// error.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// Limits of the gRPC services.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceLimits {
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// `--max-watchers-per-stream`.
+    pub max_watchers_per_stream: usize,
+}
+
 /// Builds the gRPC routes of every etcd v3 service Cairn serves, on `store`.
 pub fn routes<S>(store: S, max_request_bytes: usize) -> tonic::service::Routes
+where
+    S: cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Cluster + cairn_api::Maintenance + cairn_api::Auth,
+{
+    routes_with(store, ServiceLimits { max_request_bytes, max_watchers_per_stream: watch::DEFAULT_MAX_WATCHERS_PER_STREAM })
+}
+
+/// [`routes`] with every limit given.
+pub fn routes_with<S>(store: S, limits: ServiceLimits) -> tonic::service::Routes
 where
     S: cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Cluster + cairn_api::Maintenance + cairn_api::Auth,
 {
@@ -74,10 +91,11 @@ where
     use pb::v3electionpb::election_server::ElectionServer;
     use pb::v3lockpb::lock_server::LockServer;
     use pb::etcdserverpb::maintenance_server::MaintenanceServer;
+    let max_request_bytes = limits.max_request_bytes;
     let max = max_request_bytes + GRPC_OVERHEAD_BYTES;
     tonic::service::Routes::new(KvServer::new(KvService::new(store.clone())).max_decoding_message_size(max))
         .add_service(LeaseServer::new(LeaseService::new(store.clone())).max_decoding_message_size(max))
-        .add_service(WatchServer::new(WatchService::new(store.clone(), max_request_bytes)).max_decoding_message_size(max))
+        .add_service(WatchServer::new(WatchService::new(store.clone(), max_request_bytes).with_max_watchers(limits.max_watchers_per_stream)).max_decoding_message_size(max))
         .add_service(LockServer::new(LockService::new(store.clone())).max_decoding_message_size(max))
         .add_service(ElectionServer::new(ElectionService::new(store.clone())).max_decoding_message_size(max))
         .add_service(ClusterServer::new(ClusterService::new(store.clone())).max_decoding_message_size(max))

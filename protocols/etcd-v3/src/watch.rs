@@ -24,13 +24,25 @@ const FILTER_NODELETE: i32 = 1;
 pub struct WatchService<S> {
     store: S,
     max_bytes: usize,
+    max_watchers: usize,
 }
+
+/// Watchers one stream may hold by default (`--max-watchers-per-stream`).
+pub const DEFAULT_MAX_WATCHERS_PER_STREAM: usize = 10_000;
 
 impl<S> WatchService<S> {
     /// `max_bytes`: the size above which a fragmenting watcher's answers are split
     /// (etcd uses --max-request-bytes).
     pub fn new(store: S, max_bytes: usize) -> Self {
-        WatchService { store, max_bytes }
+        WatchService { store, max_bytes, max_watchers: DEFAULT_MAX_WATCHERS_PER_STREAM }
+    }
+
+    /// At most `n` watchers on one stream; a create beyond that is canceled with a reason
+    /// naming the limit (etcd has no such limit: a stream's watchers cost memory and a task
+    /// each, so a runaway client is stopped here).
+    pub fn with_max_watchers(mut self, n: usize) -> Self {
+        self.max_watchers = n;
+        self
     }
 }
 
@@ -74,6 +86,7 @@ struct StreamState<S> {
     next_id: i64,
     /// Answers of watchers that asked for `fragment` are split above this size.
     max_bytes: usize,
+    max_watchers: usize,
 }
 
 impl<S: cairn_api::Watch> StreamState<S> {
@@ -87,6 +100,20 @@ impl<S: cairn_api::Watch> StreamState<S> {
 
     async fn create(&mut self, c: WatchCreateRequest) -> bool {
         self.watchers.retain(|_, h| !h.is_finished());
+        if self.watchers.len() >= self.max_watchers {
+            let resp = WatchResponse {
+                header: self.current_header().await,
+                watch_id: -1,
+                created: true,
+                canceled: true,
+                cancel_reason: format!(
+                    "etcdserver: too many watchers on this stream (limit {}, see --max-watchers-per-stream)",
+                    self.max_watchers
+                ),
+                ..Default::default()
+            };
+            return self.send(resp).await;
+        }
         if c.start_revision < 0 {
             let resp = WatchResponse {
                 header: self.current_header().await,
@@ -242,7 +269,7 @@ impl<S: cairn_api::Watch + cairn_api::Auth> Watch for WatchService<S> {
         let store = crate::auth::caller(&self.store, &request).await?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
-        let mut state = StreamState { store: store.clone(), out: tx, watchers: HashMap::new(), next_id: 0, max_bytes: self.max_bytes };
+        let mut state = StreamState { store: store.clone(), out: tx, watchers: HashMap::new(), next_id: 0, max_bytes: self.max_bytes, max_watchers: self.max_watchers };
         tokio::spawn(async move {
             // etcd's count of open watch streams, for as long as this one is served.
             metrics::gauge!(WATCH_STREAMS).increment(1.0);
