@@ -272,3 +272,28 @@ fn the_proxy_passes_tokens_through_and_never_shares_a_watch_or_cached_read_acros
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("etcdserver: user name is empty"), "{body}");
 }
+
+#[test]
+fn idle_tokens_expire_and_refusals_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Cairn::start_with(&dir.path().join("data"), &["--auth-token-ttl", "2"]);
+    let url = server.url();
+    runtime().block_on(set_up_users(&url));
+    let t = token(&url, "alice", "alicepw");
+    // Used within the TTL, the token lives on (each use renews it).
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1200));
+        let (status, body) = gateway_range(&url, Some(&t), APP_X);
+        assert_eq!(status, 200, "{body}");
+    }
+    std::thread::sleep(Duration::from_millis(3000));
+    let (status, body) = gateway_range(&url, Some(&t), APP_X);
+    assert_eq!(status, 401, "idle longer than --auth-token-ttl: {body}");
+    assert!(body.contains("etcdserver: invalid auth token"), "{body}");
+    let (status, _) = http(&url, "POST", "/v3/auth/authenticate", &[], r#"{"name":"mallory","password":"x"}"#);
+    assert_eq!(status, 400, "an unknown user");
+    server.stop();
+    let log = server.log();
+    assert!(log.contains("refused an invalid or expired auth token"), "{log}");
+    assert!(log.contains("authentication failed: no such user"), "{log}");
+}

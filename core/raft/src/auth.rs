@@ -216,6 +216,7 @@ impl CairnNode {
     async fn verify_password(&self, name: &str, password: &str) -> StoreResult<()> {
         let state = self.auth_state();
         let Some(hash) = state.users.get(name).and_then(|u| u.password_hash.clone()) else {
+            tracing::warn!(user = name, "authentication failed: no such user, or a user without a password");
             return Err(StoreError::AuthFailed);
         };
         let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
