@@ -110,8 +110,8 @@ fn check_resp_command(raw: &[u8], args: &[Bytes], max_bulk: usize) {
 
 /// `resp_request`: the RESP request reader (`protocols/resp/src/request.rs`).
 ///
-/// Byte 0: the bulk limit (low 4 bits: 0 is 1 MiB, n is 3*(n-1) bytes) and, with bit 7 set,
-/// the rest repeated past INLINE_MAX so the "too big" paths are reached. Byte 1: how the
+/// Byte 0: the bulk limit (low 4 bits: 0 is 1 MiB, n is 3*(n-1) bytes) and, with the high 4
+/// bits all set, the rest repeated past INLINE_MAX so the "too big" paths are reached. Byte 1: how the
 /// stream is cut into reads. The commands found must not depend on the cut (when the stream
 /// is shorter than INLINE_MAX, where Redis's own answers start to depend on read sizes).
 pub fn resp_request(data: &[u8]) {
@@ -121,7 +121,7 @@ pub fn resp_request(data: &[u8]) {
         n => (usize::from(n) - 1) * 3,
     };
     let owned;
-    let input = if mode & 0x80 != 0 && !input.is_empty() {
+    let input = if mode & 0xf0 == 0xf0 && !input.is_empty() {
         owned = input.iter().copied().cycle().take(INLINE_MAX + 1 + input.len()).collect::<Vec<u8>>();
         &owned[..]
     } else {
