@@ -18,6 +18,14 @@ mod v2;
 use axum::response::{IntoResponse, Response};
 use http::{header, Request, StatusCode};
 
+/// The pure request parsers, for the fuzz targets in `fuzz/`; not an API for other crates.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::body::{json_values, parse_json, read_limited, BodyError};
+    pub use crate::v2::error::V2Error;
+    pub use crate::v2::keys::{parse as parse_key_request, Form, KeyRequest};
+}
+
 /// Everything the HTTP adapters need from the core.
 pub trait Store:
     cairn_api::Kv + cairn_api::Lease + cairn_api::Watch + cairn_api::Cluster + cairn_api::Maintenance + cairn_api::Auth

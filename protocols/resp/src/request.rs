@@ -131,7 +131,9 @@ fn multibulk(buf: &[u8], max_bulk: usize) -> Parsed {
 }
 
 fn inline(buf: &[u8]) -> Parsed {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+    // A line longer than INLINE_MAX is refused whether or not its `\n` came in the same read,
+    // so an inline argument never exceeds the limit (Redis refuses it once 64 KiB are buffered).
+    let Some(nl) = buf.iter().take(INLINE_MAX + 1).position(|&b| b == b'\n') else {
         return if buf.len() > INLINE_MAX {
             Parsed::Error("too big inline request".into())
         } else {
@@ -304,6 +306,17 @@ mod tests {
         assert_eq!(split_args(br#""unbalanced"#), None);
         assert_eq!(split_args(b"'x"), None);
         assert_eq!(parse(b"\"x\r\n", 9), Parsed::Error("unbalanced quotes in request".into()));
+    }
+
+    #[test]
+    fn inline_lines_are_bounded_however_they_arrive() {
+        let mut line = vec![b'a'; INLINE_MAX];
+        line.push(b'\n');
+        assert!(matches!(parse(&line, 9), Parsed::Command { consumed, .. } if consumed == INLINE_MAX + 1));
+        let mut long = vec![b'a'; INLINE_MAX + 1];
+        long.push(b'\n');
+        assert_eq!(parse(&long, 9), Parsed::Error("too big inline request".into()), "newline in the same read");
+        assert_eq!(parse(&long[..INLINE_MAX + 1], 9), Parsed::Error("too big inline request".into()));
     }
 
     proptest::proptest! {

@@ -20,6 +20,18 @@ use crate::Store;
 pub struct Form(Vec<(String, String)>);
 
 impl Form {
+    /// The form of a request: the pairs of a url-encoded `body` (when there is one) first, then
+    /// those of the `query` string, as Go's `r.ParseForm` orders them.
+    pub fn from_parts(body: Option<&[u8]>, query: Option<&str>) -> Form {
+        let mut pairs = Vec::new();
+        if let Some(body) = body {
+            pairs.extend(form_urlencoded::parse(body).into_owned());
+        }
+        if let Some(q) = query {
+            pairs.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
+        }
+        Form(pairs)
+    }
     fn first(&self, key: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
@@ -48,24 +60,27 @@ impl Form {
 }
 
 /// A parsed keys request (etcd's `parseKeyRequest`).
-struct KeyRequest {
-    path: String,
-    value: String,
-    dir: bool,
-    prev_value: Option<String>,
-    prev_index: u64,
-    prev_exist: Option<bool>,
-    wait: bool,
-    wait_index: u64,
-    recursive: bool,
-    quorum: bool,
-    stream: bool,
-    refresh: bool,
-    ttl: Option<u64>,
-    no_value_on_success: bool,
+#[derive(Debug)]
+pub struct KeyRequest {
+    pub path: String,
+    pub value: String,
+    pub dir: bool,
+    pub prev_value: Option<String>,
+    pub prev_index: u64,
+    pub prev_exist: Option<bool>,
+    pub wait: bool,
+    pub wait_index: u64,
+    pub recursive: bool,
+    pub quorum: bool,
+    pub stream: bool,
+    pub refresh: bool,
+    pub ttl: Option<u64>,
+    pub no_value_on_success: bool,
 }
 
-fn parse(method: &Method, uri: &Uri, form: &Form) -> Result<KeyRequest, V2Error> {
+/// The request's parameters from its method, URI and form; no I/O (the fuzz target
+/// `v2_request` calls it directly).
+pub fn parse(method: &Method, uri: &Uri, form: &Form) -> Result<KeyRequest, V2Error> {
     let raw = uri.path().strip_prefix("/v2/keys").unwrap_or("");
     let decoded = percent_decode(raw).ok_or_else(|| V2Error::request(INVALID_FORM, "invalid URL escape in the key path"))?;
     let path = clean(&decoded);
@@ -133,6 +148,10 @@ fn percent_decode(s: &str) -> Option<String> {
     while i < b.len() {
         if b[i] == b'%' {
             let hex = s.get(i + 1..i + 3)?;
+            // Two hex digits exactly: from_str_radix alone would take a sign (`%+1`).
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -144,26 +163,22 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 async fn read_form(method: &Method, headers: &HeaderMap, uri: &Uri, body: Body, limit: usize) -> Result<Form, V2Error> {
-    let mut pairs = Vec::new();
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let mut bytes = None;
     if is_form && matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-        let bytes = read_limited(body, limit).await.map_err(|e| match e {
+        bytes = Some(read_limited(body, limit).await.map_err(|e| match e {
             BodyError::TooLarge(n) => {
                 let mut err = V2Error::request(INVALID_FORM, format!("request body larger than {n} bytes"));
                 err.status_override = Some(StatusCode::PAYLOAD_TOO_LARGE);
                 err
             }
             BodyError::Read(e) => V2Error::request(INVALID_FORM, e),
-        })?;
-        pairs.extend(form_urlencoded::parse(&bytes).into_owned());
+        })?);
     }
-    if let Some(q) = uri.query() {
-        pairs.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
-    }
-    Ok(Form(pairs))
+    Ok(Form::from_parts(bytes.as_deref(), uri.query()))
 }
 
 /// X-Etcd-Cluster-Id, X-Raft-Index and X-Raft-Term.
@@ -317,5 +332,8 @@ mod tests {
         assert_eq!(p("/v2/keys/a%20b//c/").unwrap(), "/a b/c");
         assert_eq!(p("/v2/keys/../../x").unwrap(), "/x");
         assert_eq!(p("/v2/keys/a%zz").unwrap_err().code, INVALID_FORM);
+        // Go refuses a sign after `%` (from_str_radix alone took `%+1`); checked by fuzz/v2_request.
+        assert_eq!(p("/v2/keys/a%+1").unwrap_err().code, INVALID_FORM);
+        assert_eq!(p("/v2/keys/a%2").unwrap_err().code, INVALID_FORM);
     }
 }

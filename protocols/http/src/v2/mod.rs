@@ -1,7 +1,7 @@
 //! etcd's v2 API over the v3 keyspace: keys, members, stats.
 
-mod error;
-mod keys;
+pub(crate) mod error;
+pub(crate) mod keys;
 mod members;
 mod model;
 mod store;
