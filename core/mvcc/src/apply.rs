@@ -43,6 +43,20 @@ pub enum WriteCommand {
     Alarm { activate: bool, alarm: AlarmMember },
     /// Changes users, roles or whether auth is enabled ([`crate::auth`]).
     Auth(crate::auth::AuthCommand),
+    /// A client's command whose permissions were checked against auth revision
+    /// `auth_revision`: refused with etcd's `AuthOldRevision` if auth changed since, so a
+    /// write never commits on the strength of a permission revoked meanwhile.
+    Checked { auth_revision: u64, command: Box<WriteCommand> },
+}
+
+impl WriteCommand {
+    /// The command itself, whatever check wraps it.
+    pub fn inner(&self) -> &WriteCommand {
+        match self {
+            WriteCommand::Checked { command, .. } => command.inner(),
+            other => other,
+        }
+    }
 }
 
 /// The answer to a [`WriteCommand`], header revision and term filled in.
@@ -127,6 +141,12 @@ impl Applier {
         cmd: &WriteCommand,
         raft_term: u64,
     ) -> Result<ApplyOutcome> {
+        if let WriteCommand::Checked { auth_revision, command } = cmd {
+            if self.auth.get().revision != *auth_revision {
+                return Err(StoreError::AuthOldRevision.into());
+            }
+            return self.apply(db, batch, command, raft_term);
+        }
         let reader = Reader::live(db);
         let mut p = Pending { reader: &reader, meta: self.meta, overlay: Overlay::new(), writes: Vec::new(), sub: 0, events: Vec::new() };
         if matches!(cmd, WriteCommand::Put(_) | WriteCommand::Txn(_) | WriteCommand::LeaseGrant { .. })
@@ -136,6 +156,8 @@ impl Applier {
         }
         let mut new_auth = None;
         let outcome = match cmd {
+            // Unwrapped above.
+            WriteCommand::Checked { .. } => return Err(MvccError::Corrupt("a checked command inside a checked command".into())),
             WriteCommand::Auth(change) => {
                 if let Some(next) = self.auth.get().apply(change)? {
                     p.writes.push(Write::Put(CF_META, layout::META_AUTH.to_vec(), encode(&next)));

@@ -138,6 +138,22 @@ impl CairnNode {
         Ok(())
     }
 
+    /// The auth revision to bind a client's write to: read before its permissions are checked,
+    /// so the check saw this revision or a later one. `None`: no binding needed (the server's
+    /// handle, or auth disabled).
+    pub(crate) fn auth_revision(&self) -> Option<u64> {
+        let state = self.auth_state();
+        (matches!(self.access, Access::Client(_)) && state.enabled).then_some(state.revision)
+    }
+
+    /// `cmd`, bound to auth revision `at` (see [`WriteCommand::Checked`]).
+    pub(crate) fn checked(at: Option<u64>, cmd: WriteCommand) -> WriteCommand {
+        match at {
+            Some(auth_revision) => WriteCommand::Checked { auth_revision, command: Box::new(cmd) },
+            None => cmd,
+        }
+    }
+
     /// Requires `need` on `[key, range_end)`.
     pub(crate) fn allow(&self, key: &[u8], range_end: &[u8], need: PermType) -> StoreResult<()> {
         match self.client_user()? {
@@ -252,8 +268,8 @@ impl CairnNode {
             .map_err(|e| StoreError::Internal(format!("hashing a password: {e}")))
     }
 
-    async fn propose_auth(&self, cmd: AuthCommand) -> StoreResult<ResponseHeader> {
-        match self.propose(WriteCommand::Auth(cmd)).await? {
+    async fn propose_auth(&self, cmd: WriteCommand) -> StoreResult<ResponseHeader> {
+        match self.propose(cmd).await? {
             ApplyOutcome::Auth(h) => Ok(self.stamp(h)),
             other => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
         }
@@ -328,6 +344,7 @@ impl cairn_api::Auth for CairnNode {
 
     async fn auth_change(&self, change: AuthChange) -> StoreResult<ResponseHeader> {
         self.auth_barrier().await?;
+        let at = self.auth_revision();
         self.allow_admin()?;
         let cmd = match change {
             AuthChange::Enable => {
@@ -358,7 +375,7 @@ impl cairn_api::Auth for CairnNode {
                 AuthCommand::RoleRevokePermission { role, key, range_end }
             }
         };
-        self.propose_auth(cmd).await
+        self.propose_auth(Self::checked(at, WriteCommand::Auth(cmd))).await
     }
 
     async fn user_get(&self, name: String) -> StoreResult<UserGetResponse> {

@@ -468,7 +468,7 @@ impl CairnNode {
         }
         let quota = self.inner.config.quota_backend_bytes;
         if quota > 0
-            && matches!(cmd, WriteCommand::Put(_) | WriteCommand::Txn(_) | WriteCommand::LeaseGrant { .. })
+            && matches!(cmd.inner(), WriteCommand::Put(_) | WriteCommand::Txn(_) | WriteCommand::LeaseGrant { .. })
             && self.backend_size() > quota
         {
             // As etcd: the write is refused and the NOSPACE alarm raised for this member, which
@@ -866,6 +866,7 @@ fn command_size(cmd: &WriteCommand) -> usize {
         WriteCommand::LeaseExpire { ids, .. } => 32 + 8 * ids.len(),
         WriteCommand::Alarm { .. } => 32,
         WriteCommand::Auth(_) => 256,
+        WriteCommand::Checked { command, .. } => 16 + command_size(command),
     }
 }
 
@@ -894,10 +895,11 @@ impl cairn_api::Kv for CairnNode {
 
     async fn put(&self, req: PutRequest) -> StoreResult<PutResponse> {
         self.auth_barrier().await?;
+        let at = self.auth_revision();
         self.allow_put(&req)?;
         self.allow_lease_keys(req.lease).await?;
         cairn_mvcc::check_put(&req)?;
-        match self.propose(WriteCommand::Put(req)).await? {
+        match self.propose(Self::checked(at, WriteCommand::Put(req))).await? {
             ApplyOutcome::Put(mut r) => {
                 r.header = self.stamp(r.header);
                 Ok(r)
@@ -908,9 +910,10 @@ impl cairn_api::Kv for CairnNode {
 
     async fn delete_range(&self, req: DeleteRangeRequest) -> StoreResult<DeleteRangeResponse> {
         self.auth_barrier().await?;
+        let at = self.auth_revision();
         self.allow_delete(&req)?;
         cairn_mvcc::check_delete(&req)?;
-        match self.propose(WriteCommand::DeleteRange(req)).await? {
+        match self.propose(Self::checked(at, WriteCommand::DeleteRange(req))).await? {
             ApplyOutcome::DeleteRange(mut r) => {
                 r.header = self.stamp(r.header);
                 Ok(r)
@@ -921,6 +924,7 @@ impl cairn_api::Kv for CairnNode {
 
     async fn txn(&self, req: TxnRequest) -> StoreResult<TxnResponse> {
         self.auth_barrier().await?;
+        let at = self.auth_revision();
         self.allow_txn(&req)?;
         cairn_mvcc::check_txn(&req, &self.inner.config.limits)?;
         metrics::count_op(metrics::TXN_TOTAL);
@@ -932,7 +936,7 @@ impl cairn_api::Kv for CairnNode {
             r.header = self.header(r.header.revision);
             return Ok(r);
         }
-        match self.propose(WriteCommand::Txn(req)).await? {
+        match self.propose(Self::checked(at, WriteCommand::Txn(req))).await? {
             ApplyOutcome::Txn(mut r) => {
                 r.header = self.stamp(r.header);
                 Ok(r)
@@ -1407,8 +1411,9 @@ impl cairn_api::Lease for CairnNode {
     }
 
     async fn lease_revoke(&self, id: LeaseId) -> StoreResult<LeaseRevokeResponse> {
+        let at = self.auth_revision();
         self.allow_lease_keys(id).await?;
-        match self.propose(WriteCommand::LeaseRevoke { id }).await? {
+        match self.propose(Self::checked(at, WriteCommand::LeaseRevoke { id })).await? {
             ApplyOutcome::LeaseRevoke(mut r) => {
                 ::metrics::counter!(metrics::LEASE_REVOKED).increment(1);
                 r.header = self.stamp(r.header);

@@ -108,7 +108,7 @@ impl StateMachine {
         let started = std::time::Instant::now();
         let mut responses = Vec::with_capacity(commands.len());
         for (i, cmd) in commands.iter().enumerate() {
-            match cmd {
+            match cmd.inner() {
                 cairn_mvcc::WriteCommand::Put(_) => crate::metrics::count_op(crate::metrics::PUT_TOTAL),
                 cairn_mvcc::WriteCommand::DeleteRange(_) => crate::metrics::count_op(crate::metrics::DELETE_TOTAL),
                 _ => {}
