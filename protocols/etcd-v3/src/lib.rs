@@ -17,6 +17,7 @@ mod lease;
 mod maintenance;
 mod watch;
 pub mod lenient_authority;
+pub mod tls_identity;
 
 pub use cluster::ClusterService;
 pub use election::ElectionService;
@@ -25,6 +26,7 @@ pub use lock::LockService;
 pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;
 pub use watch::WatchService;
+pub use tls_identity::ClientCertCn;
 
 /// The generated protobuf types and gRPC stubs.
 #[allow(clippy::all, missing_docs)]

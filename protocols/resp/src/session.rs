@@ -42,6 +42,11 @@ pub struct Session<S> {
     pub closing: bool,
     peer: String,
     local: String,
+    /// The Subject CN of the client certificate verified in this connection's TLS handshake
+    /// (a `rediss://` listener with --client-cert-auth), set by the listener; `None` on
+    /// plaintext connections and without a client certificate. As in etcd, it names the user
+    /// when authentication is on.
+    pub cert_user: Option<String>,
     started: Instant,
 }
 
@@ -62,6 +67,7 @@ impl<S: Kv + Lease + Watch + Maintenance> Session<S> {
             closing: false,
             peer,
             local,
+            cert_user: None,
             started: Instant::now(),
         }
     }
