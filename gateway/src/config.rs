@@ -313,7 +313,7 @@ impl Flags {
             None => Vec::new(),
         };
         let peer_urls = self.listen_peer_urls.iter().chain(&self.initial_advertise_peer_urls).chain(&cluster_urls);
-        if let Some(url) = peer_urls.filter(|u| u.starts_with("https://")).next() {
+        if let Some(url) = peer_urls.into_iter().find(|u| u.starts_with("https://")) {
             if !peer.has_identity() || peer.trusted_ca_file.is_none() {
                 bail!("TLS key/cert/CA (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file) must be provided for peer url {url} with HTTPS scheme");
             }

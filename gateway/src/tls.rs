@@ -170,8 +170,12 @@ mod der {
         match tag {
             0x0c | 0x13 | 0x16 => String::from_utf8(bytes.to_vec()).ok(),
             0x14 => Some(bytes.iter().map(|b| char::from(*b)).collect()),
-            0x1e if bytes.len() % 2 == 0 => {
-                String::from_utf16(&bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect::<Vec<_>>()).ok()
+            0x1e => {
+                let units = bytes.chunks_exact(2);
+                if !units.remainder().is_empty() {
+                    return None;
+                }
+                String::from_utf16(&units.map(|c| u16::from_be_bytes([c[0], c[1]])).collect::<Vec<_>>()).ok()
             }
             _ => None,
         }
