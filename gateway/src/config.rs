@@ -135,11 +135,11 @@ pub struct Flags {
     // ---- end of TLS and listener limits ----
 
     /// Addresses for RESP (Redis protocol) clients: redis://host:port, tcp://host:port or
-    /// host:port (comma-separated); "" or "off" turns RESP off.
+    /// host:port, or rediss://host:port for TLS (comma-separated); "" or "off" turns RESP off.
     #[arg(long, env = "CAIRN_LISTEN_REDIS_URLS", value_delimiter = ',', default_value = "127.0.0.1:6379")]
     pub listen_redis_urls: Vec<String>,
 
-    /// Extra URLs serving only /metrics and /health (http://host:port, comma-separated), as
+    /// Extra URLs serving only /metrics and /health (http:// or https://host:port, comma-separated), as
     /// etcd's flag; /metrics is on the client URLs too.
     #[arg(long, env = "CAIRN_LISTEN_METRICS_URLS", value_delimiter = ',')]
     pub listen_metrics_urls: Vec<String>,
