@@ -16,6 +16,8 @@ command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && [ -d /usr/lib/llvm-14/include ] || need_apt+=(libclang-dev)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v curl >/dev/null || need_apt+=(curl)
 command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null || need_apt+=(redis-tools)
 # Monitoring tests: a real Prometheus (+ promtool), and jsonnet to render etcd's own dashboards
 # and alerts (the etcd mixin that etcd-server ships in its docs).

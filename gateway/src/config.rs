@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use cairn_raft::NodeConfig;
+
+use crate::tls::TlsFiles;
 use clap::Parser;
 
 /// Cairn: a distributed, reliable key-value store that speaks etcd's protocols.
@@ -83,12 +85,61 @@ pub struct Flags {
     #[arg(long, env = "CAIRN_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub watch_progress_notify_interval: std::time::Duration,
 
+    // ---- TLS and listener limits ----
+    /// Path to the client server TLS cert file (PEM; used by https:// client and metrics URLs
+    /// and rediss:// RESP URLs).
+    #[arg(long, env = "CAIRN_CERT_FILE", help_heading = "Security")]
+    pub cert_file: Option<PathBuf>,
+
+    /// Path to the client server TLS key file (PEM).
+    #[arg(long, env = "CAIRN_KEY_FILE", help_heading = "Security")]
+    pub key_file: Option<PathBuf>,
+
+    /// Path to the client server TLS trusted CA cert file (PEM). As in etcd, setting it makes
+    /// the TLS client listeners require a client certificate signed by this CA.
+    #[arg(long, env = "CAIRN_TRUSTED_CA_FILE", help_heading = "Security")]
+    pub trusted_ca_file: Option<PathBuf>,
+
+    /// Require and verify client certificates (against --trusted-ca-file) on TLS client
+    /// listeners; the certificate's CN is the user when authentication is enabled.
+    #[arg(long, env = "CAIRN_CLIENT_CERT_AUTH", help_heading = "Security", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub client_cert_auth: bool,
+
+    /// Path to the peer server TLS cert file (PEM), also presented as the client certificate
+    /// when connecting to other members.
+    #[arg(long, env = "CAIRN_PEER_CERT_FILE", help_heading = "Security")]
+    pub peer_cert_file: Option<PathBuf>,
+
+    /// Path to the peer server TLS key file (PEM).
+    #[arg(long, env = "CAIRN_PEER_KEY_FILE", help_heading = "Security")]
+    pub peer_key_file: Option<PathBuf>,
+
+    /// Path to the peer server TLS trusted CA file (PEM): other members' certificates must be
+    /// signed by it (as server and, like etcd, as client).
+    #[arg(long, env = "CAIRN_PEER_TRUSTED_CA_FILE", help_heading = "Security")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+
+    /// Require and verify peer client certificates (against --peer-trusted-ca-file).
+    #[arg(long, env = "CAIRN_PEER_CLIENT_CERT_AUTH", help_heading = "Security", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub peer_client_cert_auth: bool,
+
+    /// Maximum concurrent HTTP/2 streams (gRPC calls) per client connection (etcd's flag and
+    /// default).
+    #[arg(long, env = "CAIRN_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
+
+    /// Most client connections open at once on each client, metrics and RESP listener; further
+    /// connections are closed at once and logged.
+    #[arg(long, env = "CAIRN_MAX_CLIENT_CONNECTIONS", default_value_t = 10_000)]
+    pub max_client_connections: usize,
+    // ---- end of TLS and listener limits ----
+
     /// Addresses for RESP (Redis protocol) clients: redis://host:port, tcp://host:port or
-    /// host:port (comma-separated); "" or "off" turns RESP off.
+    /// host:port, or rediss://host:port for TLS (comma-separated); "" or "off" turns RESP off.
     #[arg(long, env = "CAIRN_LISTEN_REDIS_URLS", value_delimiter = ',', default_value = "127.0.0.1:6379")]
     pub listen_redis_urls: Vec<String>,
 
-    /// Extra URLs serving only /metrics and /health (http://host:port, comma-separated), as
+    /// Extra URLs serving only /metrics and /health (http:// or https://host:port, comma-separated), as
     /// etcd's flag; /metrics is on the client URLs too.
     #[arg(long, env = "CAIRN_LISTEN_METRICS_URLS", value_delimiter = ',')]
     pub listen_metrics_urls: Vec<String>,
@@ -133,6 +184,16 @@ const ENV_FLAGS: &[&str] = &[
     "MAX_REQUEST_BYTES",
     "MAX_TXN_OPS",
     "SNAPSHOT_COUNT",
+    "CERT_FILE",
+    "KEY_FILE",
+    "TRUSTED_CA_FILE",
+    "CLIENT_CERT_AUTH",
+    "PEER_CERT_FILE",
+    "PEER_KEY_FILE",
+    "PEER_TRUSTED_CA_FILE",
+    "PEER_CLIENT_CERT_AUTH",
+    "MAX_CONCURRENT_STREAMS",
+    "MAX_CLIENT_CONNECTIONS",
     "HEARTBEAT_INTERVAL",
     "ELECTION_TIMEOUT",
     "LOG_LEVEL",
@@ -185,6 +246,7 @@ impl Flags {
         if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
             bail!("--election-timeout[{}] should be at least 5 times as --heartbeat-interval[{}]", self.election_timeout, self.heartbeat_interval);
         }
+        self.check_tls()?;
         if self.auth_token.split(',').next() != Some("simple") {
             bail!("--auth-token {:?} is not supported (only 'simple')", self.auth_token);
         }
@@ -226,6 +288,70 @@ impl Flags {
             auth_token_ttl: std::time::Duration::from_secs(self.auth_token_ttl),
             bcrypt_cost: self.bcrypt_cost,
         })
+    }
+}
+
+impl Flags {
+    /// The client side's certificate flags.
+    pub fn client_tls(&self) -> TlsFiles {
+        TlsFiles {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            trusted_ca_file: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+        }
+    }
+
+    /// The peer side's certificate flags.
+    pub fn peer_tls(&self) -> TlsFiles {
+        TlsFiles {
+            cert_file: self.peer_cert_file.clone(),
+            key_file: self.peer_key_file.clone(),
+            trusted_ca_file: self.peer_trusted_ca_file.clone(),
+            client_cert_auth: self.peer_client_cert_auth,
+        }
+    }
+
+    /// The TLS flags agree with each other and with the URLs (etcd's start-up errors).
+    fn check_tls(&self) -> anyhow::Result<()> {
+        if self.max_client_connections == 0 {
+            bail!("--max-client-connections must be positive");
+        }
+        if self.max_concurrent_streams == 0 {
+            bail!("--max-concurrent-streams must be positive");
+        }
+        let client = self.client_tls();
+        if client.cert_file.is_some() != client.key_file.is_some() {
+            bail!("--cert-file and --key-file must be given together");
+        }
+        if client.client_cert_auth && client.trusted_ca_file.is_none() {
+            bail!("--client-cert-auth requires --trusted-ca-file");
+        }
+        let client_urls = self.listen_client_urls.iter().chain(&self.listen_metrics_urls);
+        let redis_tls = self.listen_redis_urls.iter().filter(|u| u.trim().starts_with("rediss://"));
+        if let Some(url) = client_urls.filter(|u| u.starts_with("https://")).chain(redis_tls).next() {
+            if !client.has_identity() {
+                bail!("TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme");
+            }
+        }
+        let peer = self.peer_tls();
+        if peer.cert_file.is_some() != peer.key_file.is_some() {
+            bail!("--peer-cert-file and --peer-key-file must be given together");
+        }
+        if peer.client_cert_auth && peer.trusted_ca_file.is_none() {
+            bail!("--peer-client-cert-auth requires --peer-trusted-ca-file");
+        }
+        let cluster_urls: Vec<String> = match &self.initial_cluster {
+            Some(text) => parse_initial_cluster(text)?.into_iter().flat_map(|(_, urls)| urls).collect(),
+            None => Vec::new(),
+        };
+        let peer_urls = self.listen_peer_urls.iter().chain(&self.initial_advertise_peer_urls).chain(&cluster_urls);
+        if let Some(url) = peer_urls.into_iter().find(|u| u.starts_with("https://")) {
+            if !peer.has_identity() || peer.trusted_ca_file.is_none() {
+                bail!("TLS key/cert/CA (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file) must be provided for peer url {url} with HTTPS scheme");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ mod listen;
 mod metrics;
 mod snapshot_cmd;
 mod resp;
+mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -54,20 +55,38 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let node_config = flags.node_config()?;
     // Before anything records a metric.
     let exporter = metrics::install()?;
+    // Certificates next: a missing or unusable file is reported before anything is bound.
+    let client_tls = flags.client_tls();
+    let (http_tls, resp_tls) = if client_tls.has_identity() {
+        (Some(tls::server_config(&client_tls, tls::ALPN_HTTP)?), Some(tls::server_config(&client_tls, &[])?))
+    } else {
+        (None, None)
+    };
+    let peer_tls = flags.peer_tls();
+    let peer_server_tls = if peer_tls.has_identity() { Some(tls::server_config(&peer_tls, tls::ALPN_H2)?) } else { None };
+    let peer_client_tls = match (&peer_tls.cert_file, &peer_tls.key_file, &peer_tls.trusted_ca_file) {
+        (Some(cert), Some(key), Some(ca)) => {
+            let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()));
+            Some(cairn_peer::PeerTls { ca_pem: read(ca)?, cert_pem: read(cert)?, key_pem: read(key)? })
+        }
+        _ => None,
+    };
     // Bind first: a taken port is reported before anything is written to disk.
-    let listeners = listen::bind_all(&flags.listen_client_urls).await?;
-    let metrics_listeners = listen::bind_all(&flags.listen_metrics_urls).await?;
+    let listeners = listen::bind_all(&flags.listen_client_urls, http_tls.as_ref(), "--cert-file, --key-file").await?;
+    let metrics_listeners = listen::bind_all(&flags.listen_metrics_urls, http_tls.as_ref(), "--cert-file, --key-file").await?;
     let redis_urls = resp::urls(&flags.listen_redis_urls);
-    let redis_listeners = resp::bind_all(&redis_urls).await?;
-    let peer_listeners = listen::bind_all(&flags.listen_peer_urls).await?;
-    let peers = cairn_peer::PeerClients::new();
+    let redis_listeners = resp::bind_all(&redis_urls, resp_tls.as_ref()).await?;
+    let peer_listeners =
+        listen::bind_all(&flags.listen_peer_urls, peer_server_tls.as_ref(), "--peer-cert-file, --peer-key-file").await?;
+    let peers = cairn_peer::PeerClients::with_tls(peer_client_tls);
     let node = CairnNode::open_with(node_config, peers.clone(), std::sync::Arc::new(peers.clone())).await?;
     peers.set_identity(node.cluster_id(), node.member_id());
     let (stop_peers, peers_stopped) = tokio::sync::watch::channel(false);
     let mut peer_servers = tokio::task::JoinSet::new();
     for listener in peer_listeners {
         let mut stopped = peers_stopped.clone();
-        peer_servers.spawn(cairn_peer::server::serve(listener, node.clone(), async move {
+        let incoming = listen::incoming(listener, listen::AcceptLimits::UNLIMITED);
+        peer_servers.spawn(cairn_peer::server::serve(incoming, node.clone(), async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
     }
@@ -87,12 +106,23 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         tracing::info!("serving RESP (Redis protocol) clients on {}", redis_urls.join(","));
     }
     let (stop_redis, redis_stopped) = tokio::sync::watch::channel(false);
-    let mut redis = resp::spawn_all(redis_listeners, node.clone(), flags.max_request_bytes, flags.max_txn_ops, redis_stopped);
-    let limits = cairn_etcd_v3::ServiceLimits {
+    let mut redis = resp::spawn_all(
+        redis_listeners,
+        node.clone(),
+        flags.max_request_bytes,
+        flags.max_txn_ops,
+        flags.max_client_connections,
+        redis_stopped,
+    );
+    let limits = listen::ServeLimits {
+        accept: listen::AcceptLimits { max_connections: flags.max_client_connections, refusal: None },
+        max_concurrent_streams: flags.max_concurrent_streams,
+    };
+    let service_limits = cairn_etcd_v3::ServiceLimits {
         max_request_bytes: flags.max_request_bytes,
         max_watchers_per_stream: flags.max_watchers_per_stream,
     };
-    let routes = cairn_etcd_v3::routes_with(node.clone(), limits);
+    let routes = cairn_etcd_v3::routes_with(node.clone(), service_limits);
     // HTTP/1.1 and HTTP/2 JSON next to gRPC on the same listeners: the v3 JSON gateway, the v2
     // API, /version and /health.
     let http_config = cairn_http::HttpConfig { max_request_bytes: flags.max_request_bytes };
@@ -102,11 +132,11 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let metrics_server = (!metrics_listeners.is_empty()).then(|| {
         let routes = metrics::metrics_only(node.clone(), exporter);
         let mut stopped = metrics_stopped;
-        tokio::spawn(listen::serve(metrics_listeners, routes, async move {
+        tokio::spawn(listen::serve(metrics_listeners, routes, limits, async move {
             let _ = stopped.wait_for(|s| *s).await;
         }))
     });
-    let result = listen::serve(listeners, routes, shutdown_signal()).await;
+    let result = listen::serve(listeners, routes, limits, shutdown_signal()).await;
     let _ = stop_metrics.send(true);
     if let Some(server) = metrics_server {
         if let Ok(Err(e)) = server.await {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 pub mod cluster;
 pub mod linearizability;
 pub mod proxy;
+pub mod tls;
 pub mod workload;
 
 /// The `cairn` binary next to this test executable (target/<profile>/cairn), or `CAIRN_BIN`.

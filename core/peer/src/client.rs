@@ -15,7 +15,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::pb::peer_client::PeerClient;
 use crate::pb::Envelope;
@@ -25,10 +25,23 @@ use crate::MAX_PEER_MESSAGE_BYTES;
 /// How long a forwarded request may take (a write waits for a commit, a read for a quorum).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a member presents and trusts when it connects to `https://` peer URLs
+/// (`--peer-cert-file`, `--peer-key-file`, `--peer-trusted-ca-file`), all PEM.
+#[derive(Clone, Debug)]
+pub struct PeerTls {
+    /// The CA that signed the other members' certificates.
+    pub ca_pem: Vec<u8>,
+    /// This member's certificate (chain), presented as its client certificate.
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
 /// Connections to the other members; cheap to clone.
 #[derive(Clone, Default)]
 pub struct PeerClients {
     channels: Arc<Mutex<HashMap<String, PeerClient<Channel>>>>,
+    /// How to reach `https://` peer URLs; `None` when the member has no peer certificates.
+    tls: Option<Arc<ClientTlsConfig>>,
     /// This member's cluster and member id, stamped on every message once known.
     cluster_id: Arc<AtomicU64>,
     member_id: Arc<AtomicU64>,
@@ -37,6 +50,20 @@ pub struct PeerClients {
 impl PeerClients {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Like [`PeerClients::new`], reaching `https://` peer URLs with `tls`: the other member's
+    /// certificate must be signed by `tls.ca_pem` (and name the URL's host), and this member
+    /// presents its own certificate for the other side to verify.
+    pub fn with_tls(tls: Option<PeerTls>) -> Self {
+        let tls = tls.map(|t| {
+            Arc::new(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(t.ca_pem))
+                    .identity(Identity::from_pem(t.cert_pem, t.key_pem)),
+            )
+        });
+        PeerClients { tls, ..Self::default() }
     }
 
     /// Records who is sending, once the member knows its ids.
@@ -56,6 +83,14 @@ impl PeerClients {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
+        let endpoint = if url.starts_with("https://") {
+            let tls = self.tls.as_deref().ok_or_else(|| {
+                format!("cannot reach {url}: https:// peer URLs need --peer-cert-file, --peer-key-file and --peer-trusted-ca-file")
+            })?;
+            endpoint.tls_config(tls.clone()).map_err(|e| format!("TLS for peer URL {url}: {e}"))?
+        } else {
+            endpoint
+        };
         let client = PeerClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);

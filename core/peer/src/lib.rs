@@ -8,12 +8,16 @@
 //!
 //! [`client::PeerClients`] is the sending side (openraft's network factory and the core's
 //! [`cairn_raft::PeerLink`]); [`server::serve`] is the receiving side.
+//!
+//! `https://` peer URLs: the sender connects with [`PeerTls`] (verifying the receiver against
+//! the peer CA and presenting its own certificate); the receiver is handed connections whose
+//! TLS handshake the binary's listener already did (with peer client certificate checks).
 
 pub mod client;
 pub mod server;
 mod wire;
 
-pub use client::PeerClients;
+pub use client::{PeerClients, PeerTls};
 
 /// The generated gRPC stubs.
 #[allow(clippy::all, missing_docs)]

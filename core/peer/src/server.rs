@@ -3,7 +3,9 @@
 use std::future::Future;
 
 use cairn_raft::{CairnNode, PeerRequest};
-use tokio::net::TcpListener;
+use futures::Stream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status};
 
 use crate::pb::peer_server::{Peer, PeerServer};
@@ -71,16 +73,22 @@ impl Peer for PeerService {
     }
 }
 
-/// Serves the peer protocol for `node` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves the peer protocol for `node` on the connections of `incoming` (plaintext, or TLS
+/// streams whose handshake, peer certificate check included, the caller did) until `shutdown`
+/// completes.
+pub async fn serve<I, IO, IE>(
+    incoming: I,
     node: CairnNode,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), tonic::transport::Error>
+where
+    I: Stream<Item = Result<IO, IE>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let service = PeerServer::new(PeerService { node })
         .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(service)

@@ -21,7 +21,6 @@ pub mod lenient_authority;
 pub mod tls_identity;
 
 pub use auth::AuthService;
-pub use tls_identity::ClientCertCn;
 
 pub use cluster::ClusterService;
 pub use election::ElectionService;
@@ -30,6 +29,7 @@ pub use lock::LockService;
 pub use lease::{LeaseService, REMAINING_MS_HEADER};
 pub use maintenance::MaintenanceService;
 pub use watch::WatchService;
+pub use tls_identity::ClientCertCn;
 
 /// The generated protobuf types and gRPC stubs.
 #[allow(clippy::all, missing_docs)]

@@ -36,8 +36,9 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use cairn_api::{Kv, Lease, Maintenance, Watch};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use futures::{Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use crate::reply::{encode, Reply};
 use crate::request::Parsed;
@@ -72,10 +73,52 @@ const MAX_PIPELINE: usize = 1024;
 /// Pub/sub messages waiting for a slow subscriber before its watch waits in turn.
 const OUTBOX: usize = 1024;
 
+/// A client connection to serve: plaintext or TLS, accepted by the caller.
+pub struct Accepted<C> {
+    pub stream: C,
+    /// `ip:port` of the client and of this end (CLIENT LIST / INFO).
+    pub peer: String,
+    pub local: String,
+    /// The CN of the client certificate verified in the TLS handshake ([`Session::cert_user`]).
+    pub cert_user: Option<String>,
+}
+
 /// Serves RESP on `listener` until `shutdown` completes; then closes every connection.
 pub async fn serve<S>(listener: TcpListener, store: S, config: Config, shutdown: impl Future<Output = ()>) -> std::io::Result<()>
 where
     S: Kv + Lease + Watch + Maintenance + cairn_api::Auth,
+{
+    let accepted = futures::stream::unfold(listener, |listener| async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                    let local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    return Some((Accepted { stream, peer, local, cert_user: None }, listener));
+                }
+                // Out of file descriptors and the like: keep serving the connections we have.
+                Err(e) => {
+                    tracing::warn!("RESP accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    serve_connections(accepted, store, config, shutdown).await
+}
+
+/// Serves RESP on every connection `incoming` yields (TLS streams included) until `shutdown`
+/// completes or `incoming` ends; then closes every connection.
+pub async fn serve_connections<S, C>(
+    incoming: impl Stream<Item = Accepted<C>>,
+    store: S,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: Kv + Lease + Watch + Maintenance + cairn_api::Auth,
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let batcher = batch::spawn(store.clone(), config.max_txn_ops);
     let shared = Arc::new(Shared {
@@ -89,49 +132,50 @@ where
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
+    tokio::pin!(incoming);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let shared = shared.clone();
-                    let mut stop = stop_rx.clone();
-                    tokio::spawn(async move {
-                        shared.clients.fetch_add(1, Ordering::Relaxed);
-                        tokio::select! {
-                            _ = connection(stream, shared.clone()) => {}
-                            _ = stop.wait_for(|s| *s) => {}
-                        }
-                        shared.clients.fetch_sub(1, Ordering::Relaxed);
-                    });
-                }
-                // Out of file descriptors and the like: keep serving the connections we have.
-                Err(e) => {
-                    tracing::warn!("RESP accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
+            accepted = incoming.next() => {
+                let Some(accepted) = accepted else { break };
+                let shared = shared.clone();
+                let mut stop = stop_rx.clone();
+                tokio::spawn(async move {
+                    shared.clients.fetch_add(1, Ordering::Relaxed);
+                    tokio::select! {
+                        _ = connection(accepted, shared.clone()) => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                    shared.clients.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
         }
     }
     let _ = stop_tx.send(true);
     Ok(())
 }
 
+/// Writes `bytes` and flushes them (a TLS stream may hold written bytes until flushed).
+async fn send<C: AsyncWrite + Unpin>(stream: &mut C, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
 /// One connection: read what arrived, run every whole command in it (pipelining), write the
 /// replies, and forward pub/sub messages meanwhile.
-async fn connection<S>(mut stream: TcpStream, shared: Arc<Shared<S>>)
+async fn connection<S, C>(accepted: Accepted<C>, shared: Arc<Shared<S>>)
 where
     S: Kv + Lease + Watch + Maintenance + cairn_api::Auth,
+    C: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let Accepted { mut stream, peer, local, cert_user } = accepted;
     let max_bulk = shared.config.max_request_bytes;
     // A request that is still incomplete past this size closes the connection, as Redis does
     // past its query buffer limit: room for one largest bulk and its framing.
     let max_pending = max_bulk.saturating_mul(2).saturating_add(request::INLINE_MAX * 2);
     let (outbox, mut inbox) = tokio::sync::mpsc::channel::<Reply>(OUTBOX);
     let mut session = Session::new(shared, outbox, peer, local);
+    session.cert_user = cert_user;
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     loop {
@@ -159,16 +203,16 @@ where
         let more = cmds.len() >= MAX_PIPELINE;
         session.handle_pipeline(cmds, &mut output).await;
         if session.closing {
-            let _ = stream.write_all(&output).await;
+            let _ = send(&mut stream, &output).await;
             return;
         }
         if let Some(text) = bad {
             encode(&mut output, &Reply::err(format!("ERR Protocol error: {text}")), session.proto);
-            let _ = stream.write_all(&output).await;
+            let _ = send(&mut stream, &output).await;
             return;
         }
         if more {
-            if stream.write_all(&output).await.is_err() {
+            if send(&mut stream, &output).await.is_err() {
                 return;
             }
             output.clear();
@@ -179,7 +223,7 @@ where
             return;
         }
         if !output.is_empty() {
-            if stream.write_all(&output).await.is_err() {
+            if send(&mut stream, &output).await.is_err() {
                 return;
             }
             output.clear();

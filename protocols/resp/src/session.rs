@@ -42,6 +42,11 @@ pub struct Session<S> {
     pub closing: bool,
     peer: String,
     local: String,
+    /// The Subject CN of the client certificate verified in this connection's TLS handshake
+    /// (a `rediss://` listener with --client-cert-auth), set by the listener; `None` on
+    /// plaintext connections and without a client certificate. As in etcd, it names the user
+    /// when authentication is on.
+    pub cert_user: Option<String>,
     started: Instant,
     /// The store acting for this connection's client (see `cairn_api::Auth`): set by AUTH or
     /// HELLO AUTH, else made on first use from what the connection presented.
@@ -70,14 +75,19 @@ impl<S: Kv + Lease + Watch + Maintenance + Auth> Session<S> {
             closing: false,
             peer,
             local,
+            cert_user: None,
             started: Instant::now(),
             caller: None,
         }
     }
 
-    /// What the connection itself says of its client before any AUTH.
+    /// What the connection itself says of its client before any AUTH: the verified TLS client
+    /// certificate's common name (with `--client-cert-auth`), else nothing.
     fn connection_credentials(&self) -> Credentials {
-        Credentials::None
+        match &self.cert_user {
+            Some(cn) => Credentials::CertificateName(cn.clone()),
+            None => Credentials::None,
+        }
     }
 
     /// The store acting for this connection's client.
