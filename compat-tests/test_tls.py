@@ -222,3 +222,51 @@ def test_etcdctl_refused_without_client_cert_is_logged(request, tmp_path, pki):
     assert r.rc == 0 and r.stdout == b"", r.text()  # the refused put was not applied
     log = cairn.log_path.read_text(errors="replace")
     assert "rejected connection" in log and "TLS handshake failed" in log, log[-3000:]
+
+
+def auth_session(srv: harness.Server, pki: dict) -> list:
+    """With auth on and --client-cert-auth: the certificate's CN (alice) is the user when no
+    --user is given; a --user token takes precedence. (what, exit code, last stderr line)."""
+    tls = client_flags(pki)
+    steps = [
+        ("user add root", ["user", "add", "root:rootpw"]),
+        ("role add root", ["role", "add", "root"]),
+        ("grant root", ["user", "grant-role", "root", "root"]),
+        ("user add alice", ["user", "add", "alice:alicepw"]),
+        ("role add app", ["role", "add", "app"]),
+        ("grant /app/", ["role", "grant-permission", "app", "readwrite", "/app/", "--prefix"]),
+        ("grant alice", ["user", "grant-role", "alice", "app"]),
+        ("auth enable", ["auth", "enable"]),
+        ("cert alice: put /app/x", ["put", "/app/x", "1"]),
+        ("cert alice: get /app/x", ["get", "/app/x", "--print-value-only"]),
+        ("cert alice: put /other", ["put", "/other", "1"]),
+        ("cert alice: user list", ["user", "list"]),
+        ("cert alice + --user root: put /other", ["--user", "root:rootpw", "put", "/other", "2"]),
+        ("cert alice + wrong password", ["--user", "alice:nope", "get", "/app/x"]),
+    ]
+    out = []
+    for what, args in steps:
+        r = etcdctl(srv, tls, *args)
+        err = [line for line in r.stderr.decode(errors="replace").splitlines() if line.startswith("Error:")]
+        out.append((what, r.rc, err[-1] if err else "", r.stdout.decode() if "get" in what else ""))
+    return out
+
+
+def test_client_certificate_names_the_user_when_auth_is_on(request, tmp_path, pki):
+    etcd = start(request, tmp_path, "etcd", pki, client_cert_auth=True)
+    reference = auth_session(etcd, pki)
+    etcd.stop()
+    cairn = start(request, tmp_path, "cairn", pki, client_cert_auth=True)
+    ours = auth_session(cairn, pki)
+    assert ours == reference, "\n".join(f"{a!r}\n  etcd:  {b!r}" for a, b in zip(ours, reference) if a != b)
+    outcome = {what: (rc, err) for what, rc, err, _ in reference}
+    assert outcome["cert alice: put /app/x"][0] == 0
+    assert outcome["cert alice: put /other"] == (1, "Error: etcdserver: permission denied")
+    assert outcome["cert alice: user list"] == (1, "Error: etcdserver: permission denied")
+    assert outcome["cert alice + --user root: put /other"][0] == 0
+    # RESP over TLS: the same certificate logs the connection in as alice.
+    harness.require_binary("redis-cli", "redis-cli", "apt-get install redis-tools")
+    assert redis_cli(cairn, pki, "ACL", "WHOAMI")[1] == "alice"
+    assert redis_cli(cairn, pki, "SET", "/app/r", "v")[1] == "OK"
+    assert redis_cli(cairn, pki, "GET", "/app/x")[1] == "1"
+    assert redis_cli(cairn, pki, "SET", "/other", "v")[1].startswith("NOPERM")
