@@ -232,7 +232,7 @@ fn the_proxy_passes_tokens_through_and_never_shares_a_watch_or_cached_read_acros
     let dir = tempfile::tempdir().unwrap();
     let server = Cairn::start(&dir.path().join("data"));
     let url = server.url();
-    let proxy = cairn_tests::proxy::Proxy::start(&[url.clone()], &["--serializable-read-cache-ttl", "10s"]);
+    let proxy = cairn_tests::proxy::Proxy::start(std::slice::from_ref(&url), &["--serializable-read-cache-ttl", "10s"]);
     let purl = proxy.url();
     runtime().block_on(async {
         set_up_users(&url).await;

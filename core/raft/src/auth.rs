@@ -50,8 +50,11 @@ pub(crate) struct Tokens {
     /// Recently verified passwords: user -> (SHA-256 of the password, the bcrypt hash it
     /// matched, until when). A v2 or RESP client sends its password with every request or
     /// connection; bcrypt costs tens of milliseconds by design.
-    verified: Mutex<HashMap<String, ([u8; 32], String, Instant)>>,
+    verified: Mutex<HashMap<String, Verified>>,
 }
+
+/// SHA-256 of a password, the bcrypt hash it matched, and until when that is remembered.
+type Verified = ([u8; 32], String, Instant);
 
 /// How long a verified password is remembered.
 const VERIFIED_FOR: Duration = Duration::from_secs(60);
