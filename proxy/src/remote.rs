@@ -423,7 +423,7 @@ impl api::Auth for Remote {
 
     async fn auth_change(&self, change: api::AuthChange) -> StoreResult<api::ResponseHeader> {
         use api::AuthChange::*;
-        use cairn_etcd_v3::pb::authpb::{permission, Permission, UserAddOptions};
+        use cairn_etcd_v3::pb::authpb::UserAddOptions;
         let header = match change {
             Enable => self.fwd.auth_enable(self.req(pb::AuthEnableRequest {})).await.map_err(err)?.into_inner().header,
             Disable => self.fwd.auth_disable(self.req(pb::AuthDisableRequest {})).await.map_err(err)?.into_inner().header,
@@ -445,12 +445,7 @@ impl api::Auth for Remote {
             RoleAdd { name } => self.fwd.role_add(self.req(pb::AuthRoleAddRequest { name })).await.map_err(err)?.into_inner().header,
             RoleDelete { name } => self.fwd.role_delete(self.req(pb::AuthRoleDeleteRequest { role: name })).await.map_err(err)?.into_inner().header,
             RoleGrantPermission { name, perm } => {
-                let perm_type = match perm.perm {
-                    api::PermType::Read => permission::Type::Read,
-                    api::PermType::Write => permission::Type::Write,
-                    api::PermType::ReadWrite => permission::Type::Readwrite,
-                };
-                let perm = Permission { perm_type: perm_type as i32, key: perm.key, range_end: perm.range_end };
+                let perm = cairn_etcd_v3::auth::permission(perm);
                 self.fwd.role_grant_permission(self.req(pb::AuthRoleGrantPermissionRequest { name, perm: Some(perm) })).await.map_err(err)?
                     .into_inner()
                     .header
@@ -474,21 +469,15 @@ impl api::Auth for Remote {
     }
 
     async fn role_get(&self, name: String) -> StoreResult<api::RoleGetResponse> {
-        use cairn_etcd_v3::pb::authpb::permission;
         let r = self.fwd.role_get(self.req(pb::AuthRoleGetRequest { role: name })).await.map_err(err)?.into_inner();
         let perms = r
             .perm
             .into_iter()
-            .map(|p| api::KeyPermission {
-                perm: match permission::Type::try_from(p.perm_type) {
-                    Ok(permission::Type::Read) => api::PermType::Read,
-                    Ok(permission::Type::Write) => api::PermType::Write,
-                    _ => api::PermType::ReadWrite,
-                },
-                key: p.key,
-                range_end: p.range_end,
+            .map(|p| {
+                let perm = cairn_etcd_v3::auth::perm_type(p.perm_type).map_err(err)?;
+                Ok(api::KeyPermission { perm, key: p.key, range_end: p.range_end })
             })
-            .collect();
+            .collect::<StoreResult<_>>()?;
         Ok(api::RoleGetResponse { header: convert::api_header(r.header), perms })
     }
 

@@ -44,7 +44,8 @@ impl<S> AuthService<S> {
     }
 }
 
-fn perm_type(p: i32) -> Result<PermType, Status> {
+/// etcd's permission type as the core's.
+pub fn perm_type(p: i32) -> Result<PermType, Status> {
     match permission::Type::try_from(p) {
         Ok(permission::Type::Read) => Ok(PermType::Read),
         Ok(permission::Type::Write) => Ok(PermType::Write),
@@ -53,7 +54,8 @@ fn perm_type(p: i32) -> Result<PermType, Status> {
     }
 }
 
-fn permission(p: KeyPermission) -> Permission {
+/// The core's permission as etcd's message.
+pub fn permission(p: KeyPermission) -> Permission {
     let perm_type = match p.perm {
         PermType::Read => permission::Type::Read,
         PermType::Write => permission::Type::Write,
