@@ -1,0 +1,62 @@
+//! `--max-client-connections` on a real cairn process: past the limit a connection is closed at
+//! once (a RESP client first gets Redis's "max number of clients reached"), the refusal is
+//! logged, and a slot freed by a closing client is taken by the next one.
+
+mod resp_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use cairn_tests::Cairn;
+use resp_support::Resp;
+
+/// What the server sends before closing a connection it refuses (read until EOF).
+fn refused(addr: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("the server closes a refused connection");
+    out
+}
+
+#[test]
+fn connections_past_the_limit_are_closed_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Cairn::start_with(&dir.path().join("data"), &["--max-client-connections", "2"]);
+
+    // RESP: two clients are served; a third gets Redis's refusal and is closed.
+    let mut a = Resp::connect(&server.redis_addr());
+    let mut b = Resp::connect(&server.redis_addr());
+    assert_eq!(a.cmd(&["PING"]), "+PONG\r\n");
+    assert_eq!(b.cmd(&["PING"]), "+PONG\r\n");
+    assert_eq!(refused(&server.redis_addr()), b"-ERR max number of clients reached\r\n");
+    drop(a);
+    // The slot comes back once the server has seen the close.
+    let mut served = false;
+    for _ in 0..100 {
+        let mut c = TcpStream::connect(server.redis_addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(&resp_support::encode(&[b"PING"])).unwrap();
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).unwrap_or(0);
+        if buf[..n].starts_with(b"+PONG") {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(served, "a freed slot is given to the next client");
+    assert_eq!(b.cmd(&["PING"]), "+PONG\r\n", "connections within the limit are untouched");
+
+    // The client port: two idle connections take the slots; a third is closed at once.
+    let addr = server.url().trim_start_matches("http://").to_string();
+    let _x = TcpStream::connect(&addr).unwrap();
+    let _y = TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(refused(&addr).is_empty(), "nothing is said on the HTTP/gRPC port, the connection is closed");
+
+    server.stop();
+    let log = server.log();
+    assert!(log.contains("refused a connection from") && log.contains("--max-client-connections"), "refusals are logged: {log}");
+}
