@@ -60,3 +60,22 @@ fn connections_past_the_limit_are_closed_and_logged() {
     let log = server.log();
     assert!(log.contains("refused a connection from") && log.contains("--max-client-connections"), "refusals are logged: {log}");
 }
+
+#[test]
+fn max_concurrent_streams_is_what_http2_clients_are_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Cairn::start_with(&dir.path().join("data"), &["--max-concurrent-streams", "3"]);
+    let addr = server.url().trim_start_matches("http://").to_string();
+    cairn_tests::runtime().block_on(async {
+        // HTTP/2 with prior knowledge, as gRPC clients speak it.
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::builder().uri(format!("http://{addr}/health")).body(()).unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 200);
+        // The server's SETTINGS frame has arrived by the time it answered.
+        assert_eq!(client.current_max_send_streams(), 3, "SETTINGS_MAX_CONCURRENT_STREAMS from --max-concurrent-streams");
+    });
+}
