@@ -4,10 +4,9 @@
 //! password they were issued under and with `auth disable`.
 //! (etcdctl against Cairn and real etcd 3.4, allowed and denied alike: compat-tests/test_auth_etcdctl.py.)
 
+mod http_client;
 mod resp_support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use cairn_tests::cluster::{Backend, Cluster};
@@ -33,27 +32,12 @@ async fn as_user(url: &str, user: &str, password: &str) -> Client {
     Client::connect([url], Some(ConnectOptions::new().with_user(user, password))).await.unwrap()
 }
 
-/// A plain HTTP/1.1 request with extra headers; (status, body).
+/// An HTTP/1.1 request with extra headers to the member at `url`; (status, body).
 fn http(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    let addr = url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    if method != "GET" {
-        req.push_str("Content-Type: application/json\r\n");
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the URL");
+    let content_type = (method != "GET").then_some("application/json");
+    let reply = http_client::request_with_headers(port, method, path, content_type, headers, body.as_bytes());
+    (reply.status, reply.text())
 }
 
 fn token(url: &str, user: &str, password: &str) -> String {

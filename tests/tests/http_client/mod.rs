@@ -25,12 +25,15 @@ impl Reply {
     }
 }
 
-fn send(port: u16, method: &str, target: &str, content_type: Option<&str>, body: &[u8]) -> TcpStream {
+fn send(port: u16, method: &str, target: &str, content_type: Option<&str>, headers: &[(&str, &str)], body: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut head = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
@@ -76,7 +79,19 @@ fn read_chunk(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
 }
 
 pub fn request(port: u16, method: &str, target: &str, content_type: Option<&str>, body: &[u8]) -> Reply {
-    let mut r = BufReader::new(send(port, method, target, content_type, body));
+    request_with_headers(port, method, target, content_type, &[], body)
+}
+
+/// [`request`] with extra request headers (e.g. `Authorization`).
+pub fn request_with_headers(
+    port: u16,
+    method: &str,
+    target: &str,
+    content_type: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut r = BufReader::new(send(port, method, target, content_type, headers, body));
     let (status, headers) = read_head(&mut r);
     let mut body = Vec::new();
     if chunked(&headers) {
@@ -113,7 +128,7 @@ pub struct LineStream {
 
 impl LineStream {
     pub fn open(port: u16, method: &str, target: &str, content_type: Option<&str>, body: &[u8]) -> LineStream {
-        let mut reader = BufReader::new(send(port, method, target, content_type, body));
+        let mut reader = BufReader::new(send(port, method, target, content_type, &[], body));
         let (status, headers) = read_head(&mut reader);
         let chunked = chunked(&headers);
         LineStream { reader, status, headers, chunked, buf: Vec::new() }
