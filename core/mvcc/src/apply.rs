@@ -190,7 +190,7 @@ impl Applier {
                 if reader.get_lease(*id)?.is_some() {
                     return Err(StoreError::LeaseExists.into());
                 }
-                let record = LeaseRecord { ttl: *ttl, deadline_ms: now_ms.saturating_add(ttl.saturating_mul(1000)) };
+                let record = LeaseRecord { ttl: *ttl, deadline_ms: now_ms.saturating_add(ttl.saturating_mul(1000)), kept_alive: false };
                 p.writes.push(Write::Put(CF_LEASES, layout::lease_key(*id).to_vec(), encode(&record)));
                 ApplyOutcome::LeaseGrant(LeaseGrantResponse { id: *id, ttl: *ttl, ..Default::default() })
             }
@@ -207,7 +207,11 @@ impl Applier {
                     Some(l) if l.deadline_ms > *now_ms => l,
                     _ => return Err(StoreError::LeaseNotFound.into()),
                 };
-                let record = LeaseRecord { ttl: lease.ttl, deadline_ms: now_ms.saturating_add(lease.ttl.saturating_mul(1000)) };
+                let record = LeaseRecord {
+                    ttl: lease.ttl,
+                    deadline_ms: now_ms.saturating_add(lease.ttl.saturating_mul(1000)),
+                    kept_alive: true,
+                };
                 p.writes.push(Write::Put(CF_LEASES, layout::lease_key(*id).to_vec(), encode(&record)));
                 ApplyOutcome::LeaseRenew(LeaseKeepAliveResponse { id: *id, ttl: lease.ttl, ..Default::default() })
             }

@@ -67,8 +67,27 @@ pub struct LeaseRecord {
     pub ttl: i64,
     /// Wall-clock deadline (ms since the Unix epoch) as decided by the member that proposed the
     /// grant or the last renewal; part of the replicated state, so every member agrees on it and
-    /// it survives restarts and leader changes.
+    /// it survives restarts and leader changes. Renewals the leader answers from memory move
+    /// the deadline only there (see `cairn_raft`'s lease renewals), not here.
     pub deadline_ms: i64,
+    /// Renewed at least once by a keep-alive. Such a lease is renewed by the leader in memory
+    /// from then on, and a new leader gives it its full TTL again; a lease never kept alive
+    /// ends exactly at `deadline_ms`, across restarts and leader changes.
+    pub kept_alive: bool,
+}
+
+impl LeaseRecord {
+    /// Reads a stored record, including those written before `kept_alive` existed.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<LeaseRecord> {
+        match postcard::from_bytes::<LeaseRecord>(bytes) {
+            Ok(record) => Ok(record),
+            Err(postcard::Error::DeserializeUnexpectedEnd) => {
+                let (ttl, deadline_ms): (i64, i64) = decode(bytes, "lease")?;
+                Ok(LeaseRecord { ttl, deadline_ms, kept_alive: false })
+            }
+            Err(e) => Err(MvccError::Corrupt(format!("lease: {e}"))),
+        }
+    }
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {

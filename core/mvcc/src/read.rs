@@ -127,7 +127,7 @@ impl<'a> Reader<'a> {
     /// The lease `id`, if granted and not yet revoked.
     pub fn get_lease(&self, id: i64) -> Result<Option<LeaseRecord>> {
         match self.get(CF_LEASES, &layout::lease_key(id))? {
-            Some(b) => Ok(Some(decode(&b, "lease")?)),
+            Some(b) => Ok(Some(LeaseRecord::decode(&b)?)),
             None => Ok(None),
         }
     }
@@ -139,7 +139,7 @@ impl<'a> Reader<'a> {
         let mut out = Vec::new();
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             let id = u64::from_be_bytes(k.try_into().map_err(|_| MvccError::Corrupt("lease key".into()))?) as i64;
-            out.push((id, decode(v, "lease")?));
+            out.push((id, LeaseRecord::decode(v)?));
             it.next();
         }
         it.status()?;

@@ -9,6 +9,7 @@
 
 mod auth;
 mod ids;
+mod lease_renewals;
 mod log_store;
 pub mod metrics;
 mod network;

@@ -23,6 +23,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, RaftMetrics, SnapshotPolicy};
 use tokio::sync::watch;
 
+use crate::lease_renewals::{LeaseRenewals, Renewal};
 use crate::log_store::LogStore;
 use crate::metrics;
 use crate::network::NoPeers;
@@ -132,6 +133,8 @@ pub(crate) struct Inner {
     /// Users, roles and permissions as applied (see [`crate::auth`]).
     pub(crate) auth: Arc<cairn_mvcc::auth::AuthCache>,
     pub(crate) tokens: crate::auth::Tokens,
+    /// Lease deadlines renewed while this member leads (see [`crate::lease_renewals`]).
+    renewals: LeaseRenewals,
 }
 
 /// How stale the backend size the quota check uses may be.
@@ -287,6 +290,7 @@ impl CairnNode {
                 db_size: Default::default(),
                 auth,
                 tokens: Default::default(),
+                renewals: LeaseRenewals::default(),
             }),
             access: crate::auth::Access::Server,
         };
@@ -340,6 +344,18 @@ impl CairnNode {
                 self.inner.raft.trigger().elect().await.map_err(|_| StoreError::Stopped)?;
                 Ok(PeerResponse::Done)
             }
+            PeerRequest::LeaseKeepAlive(id) => {
+                let term = self.leading_term().ok_or(StoreError::NoLeader)?;
+                Ok(PeerResponse::LeaseKeptAlive(self.keep_alive_as_leader(term, id).await?))
+            }
+            PeerRequest::LeaseTimeToLive { id, keys } => {
+                let term = self.leading_term().ok_or(StoreError::NoLeader)?;
+                Ok(PeerResponse::LeaseTimeToLive(self.time_to_live_as_leader(term, id, keys).await?))
+            }
+            PeerRequest::LeaseLeases => {
+                let term = self.leading_term().ok_or(StoreError::NoLeader)?;
+                Ok(PeerResponse::LeaseLeases(self.leases_as_leader(term).await?))
+            }
         }
     }
 
@@ -357,6 +373,12 @@ impl CairnNode {
 
     fn is_leader(&self) -> bool {
         self.inner.metrics.borrow().current_leader == Some(self.inner.member_id)
+    }
+
+    /// The term this member leads in, if it leads.
+    fn leading_term(&self) -> Option<u64> {
+        let m = self.inner.metrics.borrow();
+        (m.current_leader == Some(self.inner.member_id)).then_some(m.current_term)
     }
 
     /// The leader's address, waiting up to two election timeouts for one to be known.
@@ -381,6 +403,21 @@ impl CairnNode {
             return Box::pin(self.handle_peer(req)).await;
         }
         self.inner.link.call(&node, req).await
+    }
+
+    /// [`Self::ask_leader`] for a request that is safe to repeat: through an election it asks
+    /// again for a few election timeouts, as a proposal would wait.
+    async fn ask_leader_again(&self, req: PeerRequest) -> StoreResult<PeerResponse> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.inner.config.election_timeout_ms * 5);
+        loop {
+            match self.ask_leader(req.clone()).await {
+                Err(StoreError::NoLeader) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(StoreError::NoLeader) => return Err(StoreError::Timeout),
+                other => return other,
+            }
+        }
     }
 
     /// The shortest TTL a lease is granted: 1.5 election timeouts, in whole seconds (etcd's
@@ -794,32 +831,33 @@ const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Most leases ended by one log entry.
 const LEASES_PER_EXPIRY: usize = 1000;
 
-/// Runs on every member for as long as the member runs; only the leader proposes expiries.
-/// Deadlines are replicated state, so a new leader ends exactly the leases whose deadline has
-/// passed, wherever they were granted or renewed.
+/// Runs on every member for as long as the member runs; only the leader proposes expiries, of
+/// the leases whose deadline has passed as it knows them: the replicated deadline, or a later
+/// one this leader renewed in memory, or for a lease that was kept alive, its full TTL from when
+/// this member took over ([`crate::lease_renewals`]).
 async fn expire_leases(inner: Weak<Inner>) {
     loop {
         tokio::time::sleep(LEASE_CHECK_INTERVAL).await;
         let Some(inner) = inner.upgrade() else { return };
         let node = CairnNode { inner, access: crate::auth::Access::Server };
-        let is_leader = node.inner.metrics.borrow().current_leader == Some(node.inner.member_id);
-        if !is_leader {
-            continue;
-        }
+        let Some(term) = node.leading_term() else { continue };
         loop {
-            let now = now_ms();
-            let expired = match node.read(move |r| r.expired_leases(now, LEASES_PER_EXPIRY)).await {
-                Ok(ids) => ids,
+            let leases = match node.read(|r| r.leases()).await {
+                Ok(leases) => leases,
                 Err(e) => {
                     tracing::warn!("looking for expired leases: {e}");
                     break;
                 }
             };
+            let now = now_ms();
+            let expired = node.inner.renewals.expire(term, &leases, now, LEASES_PER_EXPIRY);
             if expired.is_empty() {
                 break;
             }
             let full = expired.len() == LEASES_PER_EXPIRY;
-            match node.propose(WriteCommand::LeaseExpire { ids: expired, now_ms: now }).await {
+            let outcome = node.propose(WriteCommand::LeaseExpire { ids: expired.clone(), now_ms: now }).await;
+            node.inner.renewals.expiry_done(&expired);
+            match outcome {
                 Ok(ApplyOutcome::LeaseExpire { revoked }) => {
                     ::metrics::counter!(metrics::LEASE_EXPIRED).increment(revoked as u64);
                     tracing::debug!(revoked, "leases expired")
@@ -1424,7 +1462,62 @@ impl cairn_api::Lease for CairnNode {
     }
 
     async fn lease_keep_alive(&self, id: LeaseId) -> StoreResult<LeaseKeepAliveResponse> {
-        match self.propose(WriteCommand::LeaseRenew { id, now_ms: now_ms() }).await {
+        self.not_learner()?;
+        let answer = match self.leading_term() {
+            Some(term) => self.keep_alive_as_leader(term, id).await?,
+            None => match self.ask_leader_again(PeerRequest::LeaseKeepAlive(id)).await? {
+                PeerResponse::LeaseKeptAlive(r) => r,
+                other => return Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
+            },
+        };
+        Ok(LeaseKeepAliveResponse { header: self.header(self.inner.hub.revision()), ..answer })
+    }
+
+    async fn lease_time_to_live(&self, id: LeaseId, keys: bool) -> StoreResult<LeaseTimeToLiveResponse> {
+        self.not_learner()?;
+        match self.leading_term() {
+            Some(term) => self.time_to_live_as_leader(term, id, keys).await,
+            None => match self.ask_leader_again(PeerRequest::LeaseTimeToLive { id, keys }).await? {
+                PeerResponse::LeaseTimeToLive(r) => Ok(LeaseTimeToLiveResponse { header: self.stamp(r.header), ..r }),
+                other => Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
+            },
+        }
+    }
+
+    async fn lease_leases(&self) -> StoreResult<LeaseLeasesResponse> {
+        self.not_learner()?;
+        match self.leading_term() {
+            Some(term) => self.leases_as_leader(term).await,
+            None => match self.ask_leader_again(PeerRequest::LeaseLeases).await? {
+                PeerResponse::LeaseLeases(r) => Ok(LeaseLeasesResponse { header: self.stamp(r.header), ..r }),
+                other => Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
+            },
+        }
+    }
+}
+
+/// Lease calls as the leader answers them: only the leader knows the deadlines it renewed in
+/// memory ([`crate::lease_renewals`]), so followers forward these.
+impl CairnNode {
+    fn stored_lease(&self, id: LeaseId) -> StoreResult<Option<cairn_mvcc::LeaseRecord>> {
+        Ok(Reader::snapshot(&self.inner.db).get_lease(id)?)
+    }
+
+    async fn keep_alive_as_leader(&self, term: u64, id: LeaseId) -> StoreResult<LeaseKeepAliveResponse> {
+        let now = now_ms();
+        if let Some(record) = self.stored_lease(id)? {
+            let renewed = |ttl| LeaseKeepAliveResponse { header: self.header(self.inner.hub.revision()), id, ttl };
+            match self.inner.renewals.renew(term, id, &record, now) {
+                Renewal::Renewed => {
+                    ::metrics::counter!(metrics::LEASE_RENEWED).increment(1);
+                    return Ok(renewed(record.ttl));
+                }
+                Renewal::Expired => return Ok(renewed(0)),
+                Renewal::ThroughLog => {}
+            }
+        }
+        // The lease's first renewal (or one this member does not know yet) goes through the log.
+        match self.propose(WriteCommand::LeaseRenew { id, now_ms: now }).await {
             Ok(ApplyOutcome::LeaseRenew(mut r)) => {
                 ::metrics::counter!(metrics::LEASE_RENEWED).increment(1);
                 r.header = self.stamp(r.header);
@@ -1432,14 +1525,13 @@ impl cairn_api::Lease for CairnNode {
             }
             Ok(other) => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
             Err(StoreError::LeaseNotFound) => {
-                let revision = self.read(|r| r.meta()).await?.revision;
-                Ok(LeaseKeepAliveResponse { header: self.header(revision), id, ttl: 0 })
+                Ok(LeaseKeepAliveResponse { header: self.header(self.inner.hub.revision()), id, ttl: 0 })
             }
             Err(e) => Err(e),
         }
     }
 
-    async fn lease_time_to_live(&self, id: LeaseId, keys: bool) -> StoreResult<LeaseTimeToLiveResponse> {
+    async fn time_to_live_as_leader(&self, term: u64, id: LeaseId, keys: bool) -> StoreResult<LeaseTimeToLiveResponse> {
         self.read_barrier().await?;
         let (meta, lease, attached) = self
             .read(move |r| {
@@ -1449,25 +1541,32 @@ impl cairn_api::Lease for CairnNode {
             })
             .await?;
         let header = self.header(meta.revision);
-        Ok(match lease {
-            Some(l) => LeaseTimeToLiveResponse {
+        let now = now_ms();
+        let deadline = lease.and_then(|l| Some((l, self.inner.renewals.deadline(term, id, &l, now)?)));
+        Ok(match deadline {
+            Some((l, deadline)) => LeaseTimeToLiveResponse {
                 header,
                 id,
-                ttl: ((l.deadline_ms - now_ms()).max(0)) / 1000,
+                ttl: (deadline - now).max(0) / 1000,
                 granted_ttl: l.ttl,
-                remaining_ms: (l.deadline_ms - now_ms()).max(0),
+                remaining_ms: (deadline - now).max(0),
                 keys: attached,
             },
             None => LeaseTimeToLiveResponse { header, id, ttl: -1, granted_ttl: 0, remaining_ms: -1, keys: Vec::new() },
         })
     }
 
-    async fn lease_leases(&self) -> StoreResult<LeaseLeasesResponse> {
+    async fn leases_as_leader(&self, term: u64) -> StoreResult<LeaseLeasesResponse> {
         self.read_barrier().await?;
-        let (meta, mut leases) = self.read(|r| Ok((r.meta()?, r.leases()?))).await?;
+        let (meta, leases) = self.read(|r| Ok((r.meta()?, r.leases()?))).await?;
+        let now = now_ms();
+        let mut leases: Vec<(i64, LeaseId)> = leases
+            .into_iter()
+            .filter_map(|(id, l)| Some((self.inner.renewals.deadline(term, id, &l, now)?, id)))
+            .collect();
         // etcd lists the lease that ends soonest first.
-        leases.sort_by_key(|(id, l)| (l.deadline_ms, *id));
-        Ok(LeaseLeasesResponse { header: self.header(meta.revision), leases: leases.into_iter().map(|(id, _)| id).collect() })
+        leases.sort();
+        Ok(LeaseLeasesResponse { header: self.header(meta.revision), leases: leases.into_iter().map(|(_, id)| id).collect() })
     }
 }
 

@@ -4,7 +4,8 @@
 //! Raft only lets the leader append to the log, learn a read index or change the membership,
 //! yet a client may call any member. A follower therefore forwards: a batch of writes to the
 //! leader ([`PeerRequest::Propose`]), a request for the leader's read index
-//! ([`PeerRequest::ReadIndex`]), membership changes ([`PeerRequest::ChangeMembers`]). A member
+//! ([`PeerRequest::ReadIndex`]), membership changes ([`PeerRequest::ChangeMembers`]), and
+//! lease renewals and lease queries, since only the leader knows renewed deadlines. A member
 //! joining an existing cluster asks any member who the cluster is ([`PeerRequest::ClusterInfo`]).
 //! The transport itself (wire format, connections) lives outside the core; this module only
 //! names the messages and the [`PeerLink`] trait that carries them.
@@ -29,6 +30,12 @@ pub enum PeerRequest {
     ClusterInfo,
     /// Start an election now (sent by the leader to the member it hands leadership to).
     TimeoutNow,
+    /// Renew a lease (sent to the leader, which keeps renewed deadlines in memory).
+    LeaseKeepAlive(i64),
+    /// A lease's remaining time as the leader knows it, with its keys if asked.
+    LeaseTimeToLive { id: i64, keys: bool },
+    /// Every lease, soonest deadline first, as the leader knows them.
+    LeaseLeases,
 }
 
 /// A membership change, applied by the leader.
@@ -60,6 +67,9 @@ pub enum PeerResponse {
     MembershipChanged { id: u64 },
     ClusterInfo { cluster_id: u64, members: Vec<MemberInfo> },
     Done,
+    LeaseKeptAlive(cairn_api::LeaseKeepAliveResponse),
+    LeaseTimeToLive(cairn_api::LeaseTimeToLiveResponse),
+    LeaseLeases(cairn_api::LeaseLeasesResponse),
 }
 
 /// Carries [`PeerRequest`]s to another member. Transport failures come back as

@@ -76,6 +76,11 @@ impl WatchHub {
         self.revision.send_replace(revision);
     }
 
+    /// The store revision last published.
+    pub fn revision(&self) -> i64 {
+        *self.revision.borrow()
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.revision.subscribe()
     }
