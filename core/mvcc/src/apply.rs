@@ -4,6 +4,11 @@
 //! sub-revision in order. A command refused by etcd's rules (missing key for ignore_value, a
 //! compacted revision, ...) leaves the batch untouched and answers the error, so every member
 //! refuses it alike. Reads inside a txn see the txn's earlier writes through an overlay.
+//!
+//! Puts may share one write batch (one RocksDB write) with the puts before them in the same
+//! log entry: a put reads only its own key's latest version, which the applier then finds among
+//! the batch's unwritten writes ([`Applier::shares_batch`]). Every other command is applied
+//! into a batch of its own, after the shared one is written.
 
 use cairn_api::{
     AlarmKind, AlarmMember, Event, EventKind,
@@ -83,6 +88,14 @@ pub struct Applier {
     auth: std::sync::Arc<AuthCache>,
     /// The changes of the last applied command, for watchers.
     events: Vec<Event>,
+    /// The alarms raised, as applied (read here on every write, so kept in memory).
+    alarms: Vec<cairn_api::AlarmMember>,
+    /// The latest versions the puts applied since the last [`Applier::batch_written`] wrote
+    /// into the caller's batch, which the database does not show yet.
+    unwritten: Overlay,
+    /// A command that does not share batches was applied since the last
+    /// [`Applier::batch_written`]: nothing may be applied until that batch is written.
+    unwritten_alone: bool,
 }
 
 /// One pending write of a command, kept until the command is known to succeed.
@@ -94,6 +107,8 @@ enum Write {
 /// The state of the command being applied.
 struct Pending<'r, 'db> {
     reader: &'r Reader<'db>,
+    /// Latest versions written to the batch by earlier commands, not yet in the database.
+    unwritten: &'r Overlay,
     meta: StoreMeta,
     overlay: Overlay,
     writes: Vec<Write>,
@@ -107,7 +122,14 @@ impl Applier {
     pub fn open(db: &Db) -> Result<Self> {
         let reader = Reader::live(db);
         let auth = std::sync::Arc::new(AuthCache::new(reader.auth()?));
-        Ok(Applier { meta: reader.meta()?, auth, events: Vec::new() })
+        Ok(Applier {
+            meta: reader.meta()?,
+            auth,
+            events: Vec::new(),
+            alarms: reader.alarms()?,
+            unwritten: Overlay::new(),
+            unwritten_alone: false,
+        })
     }
 
     pub fn meta(&self) -> StoreMeta {
@@ -124,16 +146,33 @@ impl Applier {
         std::mem::take(&mut self.events)
     }
 
+    /// Whether `cmd` may be applied into a batch holding earlier commands' unwritten writes:
+    /// a put reads nothing but its own key's latest version (and whether its lease exists,
+    /// which only commands that do not share batches change).
+    pub fn shares_batch(cmd: &WriteCommand) -> bool {
+        matches!(cmd.inner(), WriteCommand::Put(_))
+    }
+
+    /// The batch the commands since the last call were applied into is now in the database.
+    pub fn batch_written(&mut self) {
+        self.unwritten.clear();
+        self.unwritten_alone = false;
+    }
+
     /// Re-reads the counters (after a snapshot replaced the state).
     pub fn reload(&mut self, db: &Db) -> Result<()> {
+        self.batch_written();
         let reader = Reader::live(db);
         self.meta = reader.meta()?;
+        self.alarms = reader.alarms()?;
         self.auth.set(std::sync::Arc::new(reader.auth()?));
         Ok(())
     }
 
     /// Applies `cmd`, adding its writes to `batch`. A client error (`MvccError::Request`)
-    /// leaves `batch` untouched; any other error means storage failed.
+    /// leaves `batch` untouched; any other error means storage failed. Unless `cmd`
+    /// [`Applier::shares_batch`], the writes of the commands applied before it must have been
+    /// written (and [`Applier::batch_written`] called) first.
     pub fn apply(
         &mut self,
         db: &Db,
@@ -147,14 +186,27 @@ impl Applier {
             }
             return self.apply(db, batch, command, raft_term);
         }
+        let shares = Self::shares_batch(cmd);
+        if self.unwritten_alone || (!shares && !self.unwritten.is_empty()) {
+            return Err(MvccError::Corrupt("a command applied before the writes of earlier commands were written".into()));
+        }
         let reader = Reader::live(db);
-        let mut p = Pending { reader: &reader, meta: self.meta, overlay: Overlay::new(), writes: Vec::new(), sub: 0, events: Vec::new() };
+        let mut p = Pending {
+            reader: &reader,
+            unwritten: &self.unwritten,
+            meta: self.meta,
+            overlay: Overlay::new(),
+            writes: Vec::new(),
+            sub: 0,
+            events: Vec::new(),
+        };
         if matches!(cmd, WriteCommand::Put(_) | WriteCommand::Txn(_) | WriteCommand::LeaseGrant { .. })
-            && reader.alarms()?.iter().any(|a| a.alarm == AlarmKind::NoSpace)
+            && self.alarms.iter().any(|a| a.alarm == AlarmKind::NoSpace)
         {
             return Err(StoreError::NoSpace.into());
         }
         let mut new_auth = None;
+        let mut new_alarms = None;
         let outcome = match cmd {
             // Unwrapped above.
             WriteCommand::Checked { .. } => return Err(MvccError::Corrupt("a checked command inside a checked command".into())),
@@ -166,13 +218,14 @@ impl Applier {
                 ApplyOutcome::Auth(ResponseHeader::default())
             }
             WriteCommand::Alarm { activate, alarm } => {
-                let mut alarms = reader.alarms()?;
+                let mut alarms = self.alarms.clone();
                 alarms.retain(|a| a != alarm);
                 if *activate {
                     alarms.push(*alarm);
                     alarms.sort();
                 }
                 p.writes.push(Write::Put(CF_META, layout::META_ALARMS.to_vec(), encode(&alarms)));
+                new_alarms = Some(alarms.clone());
                 ApplyOutcome::Alarm(alarms)
             }
             WriteCommand::Put(req) => {
@@ -240,12 +293,22 @@ impl Applier {
             }
         }
         self.events = std::mem::take(&mut p.events);
-        if p.sub > 0 {
+        let (overlay, changed) = (std::mem::take(&mut p.overlay), p.sub > 0);
+        drop(p);
+        if shares {
+            self.unwritten.extend(overlay);
+        } else {
+            self.unwritten_alone = true;
+        }
+        if changed {
             self.meta.revision += 1;
             batch.put_cf(cfs(CF_META)?, layout::META_REVISION, encode_i64(self.meta.revision));
         }
         if let Some(next) = new_auth {
             self.auth.set(next);
+        }
+        if let Some(alarms) = new_alarms {
+            self.alarms = alarms;
         }
         let header = ResponseHeader { revision: self.meta.revision, raft_term, ..Default::default() };
         Ok(set_header(outcome, header))
@@ -256,7 +319,8 @@ impl Applier {
 /// without going through the log.
 pub fn read_only_txn(reader: &Reader, req: &TxnRequest) -> Result<TxnResponse> {
     let meta = reader.meta()?;
-    let mut p = Pending { reader, meta, overlay: Overlay::new(), writes: Vec::new(), sub: 0, events: Vec::new() };
+    let none = Overlay::new();
+    let mut p = Pending { reader, unwritten: &none, meta, overlay: Overlay::new(), writes: Vec::new(), sub: 0, events: Vec::new() };
     let mut path = Vec::new();
     p.txn_path(req, &mut path)?;
     p.check_txn_ops(req, &mut path.iter().copied())?;
@@ -307,7 +371,7 @@ impl Pending<'_, '_> {
     }
 
     fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
-        match self.overlay.get(key) {
+        match self.overlay.get(key).or_else(|| self.unwritten.get(key)) {
             Some(v) => Ok(v.clone()),
             None => self.reader.get_latest(key),
         }

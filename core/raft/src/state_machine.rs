@@ -1,8 +1,11 @@
 //! The Raft state machine: applies committed entries to the MVCC store.
 //!
-//! Each entry is applied in one RocksDB write batch that also records the entry's log id (and,
-//! for membership entries, the membership), so after a crash the store is exactly as of some
-//! applied index and openraft re-applies from there: never twice, never skipped.
+//! An entry holds a batch of commands. Consecutive puts are applied into one RocksDB write
+//! batch, every other command into its own; each batch also records how far into the entry it
+//! got, and the entry's last batch records the entry's log id (and, for membership entries,
+//! the membership). So after a crash the store is exactly as of some point in the log and
+//! applying resumes from there: never twice, never skipped. Watchers hear of a revision only
+//! once its batch is written.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -107,6 +110,9 @@ impl StateMachine {
         };
         let started = std::time::Instant::now();
         let mut responses = Vec::with_capacity(commands.len());
+        // Consecutive puts share one write batch; every other command gets a batch of its own.
+        let mut batch = WriteBatch::default();
+        let mut unpublished: Vec<(i64, Vec<cairn_api::Event>)> = Vec::new();
         for (i, cmd) in commands.iter().enumerate() {
             match cmd.inner() {
                 cairn_mvcc::WriteCommand::Put(_) => crate::metrics::count_op(crate::metrics::PUT_TOTAL),
@@ -117,25 +123,27 @@ impl StateMachine {
                 responses.push(CommandResponse::Internal);
                 continue;
             }
-            let mut batch = WriteBatch::default();
+            // The batch is empty here unless this command and the one before share it.
+            let shares = Applier::shares_batch(cmd);
             responses.push(match self.applier.apply(&db, &mut batch, cmd, entry.log_id.leader_id.term) {
                 Ok(outcome) => CommandResponse::Applied(outcome),
                 Err(MvccError::Request(e)) => CommandResponse::Refused(e),
                 Err(e) => return Err(apply_err(&e)),
             });
-            if i + 1 < commands.len() {
-                // Each command is written with how far into the entry it is, in one batch:
-                // a crash between two commands resumes after the last one written.
-                let progress = postcard::to_stdvec(&(entry.log_id, i + 1)).map_err(storage_err)?;
-                batch.put_cf(meta_cf, layout::META_APPLYING, progress);
-                let commit = std::time::Instant::now();
-                self.db.write(batch).map_err(|e| apply_err(&e))?;
-                metrics::histogram!(crate::metrics::BACKEND_COMMIT).record(commit.elapsed().as_secs_f64());
-                self.applying = Some((entry.log_id, i + 1));
-                self.publish_events();
-            } else {
-                self.finish_entry(entry.log_id, batch, meta_cf)?;
-                self.publish_events();
+            let events = self.applier.take_events();
+            if !events.is_empty() {
+                unpublished.push((self.applier.meta().revision, events));
+            }
+            let next_shares = commands.get(i + 1).is_some_and(Applier::shares_batch);
+            if i + 1 == commands.len() {
+                self.finish_entry(entry.log_id, std::mem::take(&mut batch), meta_cf)?;
+                self.applier.batch_written();
+                self.publish(std::mem::take(&mut unpublished));
+            } else if !(shares && next_shares) {
+                // Each batch is written with how far into the entry it is: a crash between two
+                // batches resumes after the last one written.
+                self.write_progress(entry.log_id, i + 1, std::mem::take(&mut batch), meta_cf)?;
+                self.publish(std::mem::take(&mut unpublished));
             }
         }
         match &entry.payload {
@@ -168,11 +176,23 @@ impl StateMachine {
         Ok(())
     }
 
-    fn publish_events(&mut self) {
+    /// Writes `batch` together with "entry `log_id` applied up to command `done`".
+    fn write_progress(&mut self, log_id: LogId, done: usize, mut batch: WriteBatch, meta_cf: &rocksdb::ColumnFamily) -> Result<(), StorageError> {
+        let progress = postcard::to_stdvec(&(log_id, done)).map_err(storage_err)?;
+        batch.put_cf(meta_cf, layout::META_APPLYING, progress);
+        let commit = std::time::Instant::now();
+        self.db.write(batch).map_err(|e| StorageIOError::apply(log_id, io_err(e)))?;
+        metrics::histogram!(crate::metrics::BACKEND_COMMIT).record(commit.elapsed().as_secs_f64());
+        self.applier.batch_written();
+        self.applying = Some((log_id, done));
+        Ok(())
+    }
+
+    /// Announces written revisions to watchers, in order.
+    fn publish(&mut self, revisions: Vec<(i64, Vec<cairn_api::Event>)>) {
         self.hub.set_compact_revision(self.applier.meta().compact_revision);
-        let events = self.applier.take_events();
-        if !events.is_empty() {
-            self.hub.publish(self.applier.meta().revision, events);
+        for (revision, events) in revisions {
+            self.hub.publish(revision, events);
         }
     }
 }

@@ -49,3 +49,76 @@ async fn a_partly_applied_entry_resumes_after_its_last_applied_command() {
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(2));
 }
+
+fn put_prev(k: &str, v: &str) -> WriteCommand {
+    WriteCommand::Put(PutRequest { key: k.into(), value: v.into(), prev_kv: true, ..Default::default() })
+}
+
+/// Consecutive puts share one write batch; each must still see the ones before it, and the
+/// commands that do not share (a delete, a txn) must see everything before them.
+#[tokio::test]
+async fn puts_sharing_a_batch_see_each_other() {
+    use cairn_api::{DeleteRangeRequest, RangeRequest, RequestOp, TxnRequest};
+    use cairn_mvcc::ApplyOutcome;
+    use cairn_raft::CommandResponse;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(open_db(&dir.path().join("db"), &DbOptions::default()).unwrap());
+    let mut sm = StateMachine::open(db.clone(), dir.path().join("snap")).unwrap();
+    let delete_a = WriteCommand::DeleteRange(DeleteRangeRequest { key: "a".into(), prev_kv: true, ..Default::default() });
+    let txn_c = WriteCommand::Txn(TxnRequest {
+        success: vec![RequestOp::Range(RangeRequest { key: "a".into(), ..Default::default() })],
+        ..Default::default()
+    });
+    let commands = vec![
+        put_prev("a", "1"),
+        put_prev("a", "2"),
+        put_prev("b", "1"),
+        delete_a,
+        put_prev("a", "3"),
+        put_prev("a", "4"),
+        txn_c,
+        put_prev("c", "1"),
+    ];
+    let out = sm.apply([entry(1, commands)]).await.unwrap();
+    let responses = &out[0].0;
+    let prev = |i: usize| match &responses[i] {
+        CommandResponse::Applied(ApplyOutcome::Put(p)) => p.prev_kv.as_ref().map(|kv| (kv.value.clone(), kv.version)),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(prev(0), None);
+    assert_eq!(prev(1), Some((b"1".to_vec(), 1)), "the second put sees the first, still unwritten");
+    match &responses[3] {
+        CommandResponse::Applied(ApplyOutcome::DeleteRange(d)) => {
+            assert_eq!(d.deleted, 1);
+            assert_eq!(d.prev_kvs[0].value, b"2", "the delete sees the puts before it");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(prev(4), None, "a was deleted");
+    assert_eq!(prev(5), Some((b"3".to_vec(), 1)));
+    match &responses[6] {
+        CommandResponse::Applied(ApplyOutcome::Txn(t)) => match &t.responses[0] {
+            cairn_api::ResponseOp::Range(r) => assert_eq!(r.kvs[0].value, b"4", "the txn sees the puts before it"),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(prev(7), None);
+
+    let reader = Reader::snapshot(&db);
+    // Revisions 2..=8: five puts and the delete before the txn, then c (the read-only txn takes none).
+    assert_eq!(reader.meta().unwrap().revision, 8);
+    let a = reader.get_latest(b"a").unwrap().unwrap();
+    assert_eq!((a.value.as_slice(), a.version, a.create_revision, a.mod_revision), (&b"4"[..], 2, 6, 7));
+    let at = |rev: i64| {
+        let req = RangeRequest { key: "a".into(), revision: rev, ..Default::default() };
+        reader.range(&req).unwrap().kvs.first().map(|kv| kv.value.clone())
+    };
+    assert_eq!(at(2), Some(b"1".to_vec()));
+    assert_eq!(at(3), Some(b"2".to_vec()));
+    assert_eq!(at(5), None);
+    assert!(reader.get_meta(layout::META_APPLYING).unwrap().is_none());
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(1));
+}

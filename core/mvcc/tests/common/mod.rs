@@ -23,6 +23,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         let out = self.applier.apply(&self.db, &mut batch, &cmd, 1);
         self.db.write(batch).unwrap();
+        self.applier.batch_written();
         out.map_err(|e| match e {
             MvccError::Request(e) => e,
             other => panic!("storage error {other}"),
