@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::lease_renewals::{LeaseRenewals, Renewal};
 use crate::log_store::LogStore;
+use crate::read_rounds::ReadRounds;
 use crate::metrics;
 use crate::network::NoPeers;
 use crate::peer::{MemberInfo, MembershipChange, NoLink, PeerLink, PeerRequest, PeerResponse};
@@ -135,6 +136,10 @@ pub(crate) struct Inner {
     pub(crate) tokens: crate::auth::Tokens,
     /// Lease deadlines renewed while this member leads (see [`crate::lease_renewals`]).
     renewals: LeaseRenewals,
+    /// Read-index rounds shared by concurrent reads ([`crate::read_rounds`]): confirming this
+    /// member's leadership, and asking the leader when this member follows.
+    leader_reads: ReadRounds,
+    follower_reads: ReadRounds,
 }
 
 /// How stale the backend size the quota check uses may be.
@@ -277,7 +282,7 @@ impl CairnNode {
         let metrics = raft.metrics();
         let (proposals, queue) = tokio::sync::mpsc::channel(4 * MAX_BATCH_COMMANDS);
         let node = CairnNode {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
                 raft,
                 proposals,
                 hub,
@@ -291,6 +296,8 @@ impl CairnNode {
                 auth,
                 tokens: Default::default(),
                 renewals: LeaseRenewals::default(),
+                leader_reads: ReadRounds::spawn(leader_read_round(weak.clone())),
+                follower_reads: ReadRounds::spawn(follower_read_round(weak.clone())),
             }),
             access: crate::auth::Access::Server,
         };
@@ -321,11 +328,12 @@ impl CairnNode {
                     Err(e) => Err(write_error(e)),
                 }
             }
-            PeerRequest::ReadIndex => match self.inner.raft.get_read_log_id().await {
-                Ok((read, _applied)) => Ok(PeerResponse::ReadIndex(read.map_or(0, |l| l.index))),
-                Err(RaftError::APIError(_)) => Err(StoreError::NoLeader),
-                Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
-            },
+            PeerRequest::ReadIndex => {
+                if !self.is_leader() {
+                    return Err(StoreError::NoLeader);
+                }
+                Ok(PeerResponse::ReadIndex(self.inner.leader_reads.read_index().await?))
+            }
             PeerRequest::ChangeMembers(change) => {
                 let id = self.change_members_as_leader(change).await?;
                 Ok(PeerResponse::MembershipChanged { id })
@@ -549,36 +557,27 @@ impl CairnNode {
     }
 
     async fn obtain_read_index(&self) -> StoreResult<()> {
-        use openraft::error::CheckIsLeaderError;
-        match self.inner.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
-                let deadline =
-                    tokio::time::Instant::now() + Duration::from_millis(self.inner.config.election_timeout_ms * 5);
-                let index = loop {
-                    match self.ask_leader(PeerRequest::ReadIndex).await {
-                        Ok(PeerResponse::ReadIndex(i)) => break i,
-                        Ok(other) => return Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
-                        // A read can always be asked again.
-                        Err(StoreError::NoLeader | StoreError::Timeout) if tokio::time::Instant::now() < deadline => {
-                            ::metrics::counter!(metrics::SLOW_READ_INDEXES).increment(1);
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                };
-                let wait = Duration::from_millis(self.inner.config.election_timeout_ms * 5);
-                self.inner
-                    .raft
-                    .wait(Some(wait))
-                    .applied_index_at_least(Some(index), "read index applied")
-                    .await
-                    .map(|_| ())
-                    .map_err(|_| StoreError::Timeout)
+        let wait = Duration::from_millis(self.inner.config.election_timeout_ms * 5);
+        let deadline = tokio::time::Instant::now() + wait;
+        let index = loop {
+            let round = if self.is_leader() { &self.inner.leader_reads } else { &self.inner.follower_reads };
+            match round.read_index().await {
+                Ok(index) => break index,
+                // A read can always be asked again, once a leader is known.
+                Err(StoreError::NoLeader | StoreError::Timeout) if tokio::time::Instant::now() < deadline => {
+                    ::metrics::counter!(metrics::SLOW_READ_INDEXES).increment(1);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
             }
-            Err(RaftError::APIError(_)) => Err(StoreError::NoLeader),
-            Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
-        }
+        };
+        self.inner
+            .raft
+            .wait(Some(wait))
+            .applied_index_at_least(Some(index), "read index applied")
+            .await
+            .map(|_| ())
+            .map_err(|_| StoreError::Timeout)
     }
 
     /// Runs `f` on a consistent snapshot of the store, off the async threads.
@@ -622,6 +621,36 @@ pub(crate) fn db_sizes(db: &Db) -> (i64, i64) {
         }
     }
     (total as i64, live.min(total) as i64)
+}
+
+/// One read-index round as the leader: confirms with a quorum that this member still leads.
+fn leader_read_round(inner: Weak<Inner>) -> impl Fn() -> futures::future::BoxFuture<'static, StoreResult<u64>> + Send + 'static {
+    move || {
+        let inner = inner.clone();
+        Box::pin(async move {
+            let inner = inner.upgrade().ok_or(StoreError::Stopped)?;
+            match inner.raft.get_read_log_id().await {
+                Ok((read, _applied)) => Ok(read.map_or(0, |l| l.index)),
+                Err(RaftError::APIError(_)) => Err(StoreError::NoLeader),
+                Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+            }
+        })
+    }
+}
+
+/// One read-index round as a follower: the leader's read index.
+fn follower_read_round(inner: Weak<Inner>) -> impl Fn() -> futures::future::BoxFuture<'static, StoreResult<u64>> + Send + 'static {
+    move || {
+        let inner = inner.clone();
+        Box::pin(async move {
+            let inner = inner.upgrade().ok_or(StoreError::Stopped)?;
+            let node = CairnNode { inner, access: crate::auth::Access::Server };
+            match node.ask_leader(PeerRequest::ReadIndex).await? {
+                PeerResponse::ReadIndex(index) => Ok(index),
+                other => Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
+            }
+        })
+    }
 }
 
 /// Proposes queued commands, as many as are waiting (up to a limit) per log entry, one entry
