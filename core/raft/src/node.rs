@@ -1502,14 +1502,14 @@ impl cairn_api::Lease for CairnNode {
 
     async fn lease_keep_alive(&self, id: LeaseId) -> StoreResult<LeaseKeepAliveResponse> {
         self.not_learner()?;
-        let answer = match self.leading_term() {
+        let ttl = match self.leading_term() {
             Some(term) => self.keep_alive_as_leader(term, id).await?,
             None => match self.ask_leader_again(PeerRequest::LeaseKeepAlive(id)).await? {
-                PeerResponse::LeaseKeptAlive(r) => r,
+                PeerResponse::LeaseKeptAlive(ttl) => ttl,
                 other => return Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
             },
         };
-        Ok(LeaseKeepAliveResponse { header: self.header(self.inner.hub.revision()), ..answer })
+        Ok(LeaseKeepAliveResponse { header: self.header(self.inner.hub.revision()), id, ttl })
     }
 
     async fn lease_time_to_live(&self, id: LeaseId, keys: bool) -> StoreResult<LeaseTimeToLiveResponse> {
@@ -1542,30 +1542,27 @@ impl CairnNode {
         Ok(Reader::snapshot(&self.inner.db).get_lease(id)?)
     }
 
-    async fn keep_alive_as_leader(&self, term: u64, id: LeaseId) -> StoreResult<LeaseKeepAliveResponse> {
+    /// Renews lease `id`; its TTL, or 0 when the lease is gone.
+    async fn keep_alive_as_leader(&self, term: u64, id: LeaseId) -> StoreResult<i64> {
         let now = now_ms();
         if let Some(record) = self.stored_lease(id)? {
-            let renewed = |ttl| LeaseKeepAliveResponse { header: self.header(self.inner.hub.revision()), id, ttl };
             match self.inner.renewals.renew(term, id, &record, now) {
                 Renewal::Renewed => {
                     ::metrics::counter!(metrics::LEASE_RENEWED).increment(1);
-                    return Ok(renewed(record.ttl));
+                    return Ok(record.ttl);
                 }
-                Renewal::Expired => return Ok(renewed(0)),
+                Renewal::Expired => return Ok(0),
                 Renewal::ThroughLog => {}
             }
         }
         // The lease's first renewal (or one this member does not know yet) goes through the log.
         match self.propose(WriteCommand::LeaseRenew { id, now_ms: now }).await {
-            Ok(ApplyOutcome::LeaseRenew(mut r)) => {
+            Ok(ApplyOutcome::LeaseRenew(r)) => {
                 ::metrics::counter!(metrics::LEASE_RENEWED).increment(1);
-                r.header = self.stamp(r.header);
-                Ok(r)
+                Ok(r.ttl)
             }
             Ok(other) => Err(StoreError::Internal(format!("unexpected outcome {other:?}"))),
-            Err(StoreError::LeaseNotFound) => {
-                Ok(LeaseKeepAliveResponse { header: self.header(self.inner.hub.revision()), id, ttl: 0 })
-            }
+            Err(StoreError::LeaseNotFound) => Ok(0),
             Err(e) => Err(e),
         }
     }

@@ -67,7 +67,8 @@ pub enum PeerResponse {
     MembershipChanged { id: u64 },
     ClusterInfo { cluster_id: u64, members: Vec<MemberInfo> },
     Done,
-    LeaseKeptAlive(cairn_api::LeaseKeepAliveResponse),
+    /// The renewed lease's TTL; 0 when the lease is gone.
+    LeaseKeptAlive(i64),
     LeaseTimeToLive(cairn_api::LeaseTimeToLiveResponse),
     LeaseLeases(cairn_api::LeaseLeasesResponse),
 }

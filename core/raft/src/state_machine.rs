@@ -137,7 +137,6 @@ impl StateMachine {
             let next_shares = commands.get(i + 1).is_some_and(Applier::shares_batch);
             if i + 1 == commands.len() {
                 self.finish_entry(entry.log_id, std::mem::take(&mut batch), meta_cf)?;
-                self.applier.batch_written();
                 self.publish(std::mem::take(&mut unpublished));
             } else if !(shares && next_shares) {
                 // Each batch is written with how far into the entry it is: a crash between two
@@ -173,6 +172,7 @@ impl StateMachine {
         let commit = std::time::Instant::now();
         self.db.write(batch).map_err(|e| StorageIOError::apply(log_id, io_err(e)))?;
         metrics::histogram!(crate::metrics::BACKEND_COMMIT).record(commit.elapsed().as_secs_f64());
+        self.applier.batch_written();
         Ok(())
     }
 
