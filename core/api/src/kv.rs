@@ -24,6 +24,7 @@ pub struct ResponseHeader {
 /// One key at one revision.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// Revision of the key's last creation.
     pub create_revision: Revision,
@@ -31,6 +32,7 @@ pub struct KeyValue {
     pub mod_revision: Revision,
     /// 1 on creation, +1 on each modification; a delete ends the key's life.
     pub version: i64,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub lease: LeaseId,
 }
@@ -65,7 +67,9 @@ pub enum ReadConsistency {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeRequest {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     /// 0 = no limit.
     pub limit: i64,
@@ -94,7 +98,9 @@ pub struct RangeResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutRequest {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub lease: LeaseId,
     pub prev_kv: bool,
@@ -112,7 +118,9 @@ pub struct PutResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteRangeRequest {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     pub prev_kv: bool,
 }
@@ -139,7 +147,7 @@ pub enum CompareTarget {
     Version(i64),
     CreateRevision(Revision),
     ModRevision(Revision),
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     Lease(LeaseId),
 }
 
@@ -153,7 +161,9 @@ impl Default for CompareTarget {
 /// zero values (version 0, revisions 0, lease 0), except that a value compare fails.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compare {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     pub result: CompareResult,
     pub target: CompareTarget,

@@ -13,6 +13,7 @@ pub(crate) struct Version {
     pub mod_revision: i64,
     pub version: i64,
     pub lease: i64,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// A delete: the key had no live version from `mod_revision` on.
     pub tombstone: bool,
@@ -56,6 +57,7 @@ impl Version {
 /// What the `revisions` column family records of one change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Change {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     pub tombstone: bool,
 }
@@ -108,4 +110,35 @@ pub(crate) fn decode_i64(bytes: &[u8], what: &str) -> Result<i64> {
         .try_into()
         .map_err(|_| MvccError::Corrupt(format!("{what}: {} bytes, want 8", bytes.len())))?;
     Ok(i64::from_be_bytes(arr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`Version`] as it was before its value was marked `serde_bytes`: data written then must
+    /// read the same now, and the other way round.
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct PlainVersion {
+        create_revision: i64,
+        mod_revision: i64,
+        version: i64,
+        lease: i64,
+        value: Vec<u8>,
+        tombstone: bool,
+    }
+
+    #[test]
+    fn byte_strings_encode_as_before() {
+        let value: Vec<u8> = (0..=255u8).chain(0..44).collect();
+        let v = Version { create_revision: 3, mod_revision: 9, version: 2, lease: 7, value: value.clone(), tombstone: false };
+        let plain = PlainVersion { create_revision: 3, mod_revision: 9, version: 2, lease: 7, value, tombstone: false };
+        assert_eq!(encode(&v), encode(&plain));
+        let back: Version = decode(&encode(&plain), "version").unwrap();
+        assert_eq!(back, v);
+        let put = cairn_api::PutRequest { key: b"k\x00\xff".to_vec(), value: vec![1, 2, 3], ..Default::default() };
+        let old_put = (b"k\x00\xff".to_vec(), vec![1u8, 2, 3]);
+        let encoded = encode(&put);
+        assert!(encoded.starts_with(&encode(&old_put)), "key and value lead the put, encoded as a plain list");
+    }
 }

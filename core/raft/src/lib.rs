@@ -15,6 +15,7 @@ pub mod metrics;
 mod network;
 mod node;
 pub mod peer;
+mod proposal_slot;
 mod read_rounds;
 pub mod restore;
 mod snapshot;

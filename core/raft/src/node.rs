@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::lease_renewals::{LeaseRenewals, Renewal};
 use crate::log_store::LogStore;
+use crate::proposal_slot::ProposalSlot;
 use crate::read_rounds::ReadRounds;
 use crate::metrics;
 use crate::network::NoPeers;
@@ -121,6 +122,8 @@ const MAX_BATCH_BYTES: usize = 8 << 20;
 pub(crate) struct Inner {
     pub(crate) raft: Raft<TypeConfig>,
     proposals: tokio::sync::mpsc::Sender<Proposal>,
+    /// Who proposes the next log entry ([`crate::proposal_slot`]).
+    proposal_slot: ProposalSlot,
     pub(crate) hub: Arc<WatchHub>,
     pub(crate) db: Arc<Db>,
     metrics: watch::Receiver<RaftMetrics<u64, MemberNode>>,
@@ -285,6 +288,7 @@ impl CairnNode {
             inner: Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
                 raft,
                 proposals,
+                proposal_slot: ProposalSlot::default(),
                 hub,
                 db,
                 metrics,
@@ -323,7 +327,7 @@ impl CairnNode {
                 if !self.is_leader() {
                     return Err(StoreError::NoLeader);
                 }
-                match self.inner.raft.client_write(Batch(commands)).await {
+                match self.inner.raft.client_write(Batch(Arc::new(commands))).await {
                     Ok(resp) => Ok(PeerResponse::Proposed(resp.data.0.into_iter().map(outcome_of).collect())),
                     Err(e) => Err(write_error(e)),
                 }
@@ -532,16 +536,41 @@ impl CairnNode {
 
     async fn propose_unchecked(&self, cmd: WriteCommand) -> StoreResult<ApplyOutcome> {
         let _pending = metrics::InFlight::new(metrics::PROPOSALS_PENDING);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let result = match self.inner.proposals.send((cmd, tx)).await {
-            Ok(()) => rx.await.unwrap_or(Err(StoreError::Stopped)),
-            Err(_) => Err(StoreError::Stopped),
+        let result = match self.propose_alone(cmd).await {
+            Ok(result) => result,
+            Err(cmd) => self.propose_queued(cmd).await,
         };
         // Failed to commit, as opposed to committed and refused by the store's rules.
         if let Err(StoreError::NoLeader | StoreError::Timeout | StoreError::Stopped | StoreError::Internal(_)) = &result {
             ::metrics::counter!(metrics::PROPOSALS_FAILED).increment(1);
         }
         result
+    }
+
+    /// Proposes `cmd` as an entry of its own, on this task, when no entry is in flight and no
+    /// write is waiting for the next one; otherwise hands `cmd` back.
+    async fn propose_alone(&self, cmd: WriteCommand) -> Result<StoreResult<ApplyOutcome>, WriteCommand> {
+        let queue = &self.inner.proposals;
+        if queue.capacity() < queue.max_capacity() {
+            return Err(cmd);
+        }
+        let Some(_slot) = self.inner.proposal_slot.try_take() else { return Err(cmd) };
+        Ok(match self.propose_batch(vec![cmd]).await {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Err(StoreError::Internal("no outcome for a command".into()))),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Queues `cmd` for the proposer task, which puts it into the next entry.
+    async fn propose_queued(&self, cmd: WriteCommand) -> StoreResult<ApplyOutcome> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match self.inner.proposals.send((cmd, tx)).await {
+            Ok(()) => rx.await.unwrap_or(Err(StoreError::Stopped)),
+            Err(_) => Err(StoreError::Stopped),
+        }
     }
 
     /// Returns once every write committed before the call is applied locally. The leader
@@ -656,9 +685,12 @@ fn follower_read_round(inner: Weak<Inner>) -> impl Fn() -> futures::future::BoxF
 /// Proposes queued commands, as many as are waiting (up to a limit) per log entry, one entry
 /// at a time: while an entry is being made durable and applied, the next batch gathers. This
 /// is the group commit: one append and one fsync for every write that arrived meanwhile. On a
-/// follower the batch goes to the leader whole, so forwarded writes share entries too.
+/// follower the batch goes to the leader whole, so forwarded writes share entries too. A lone
+/// write may have proposed its own entry ([`CairnNode::propose_alone`]); the next waits for it.
 async fn propose_batches(inner: Weak<Inner>, mut queue: tokio::sync::mpsc::Receiver<Proposal>) {
     while let Some(first) = queue.recv().await {
+        let Some(strong) = inner.upgrade() else { return };
+        let slot = strong.proposal_slot.take().await;
         let mut bytes = command_size(&first.0);
         let mut waiting = vec![first];
         while waiting.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
@@ -670,11 +702,11 @@ async fn propose_batches(inner: Weak<Inner>, mut queue: tokio::sync::mpsc::Recei
                 Err(_) => break,
             }
         }
-        let Some(inner) = inner.upgrade() else { return };
-        let node = CairnNode { inner, access: crate::auth::Access::Server };
+        let node = CairnNode { inner: strong.clone(), access: crate::auth::Access::Server };
         tracing::trace!(commands = waiting.len(), bytes, "proposing a batch");
         let (commands, replies): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
         let outcomes = node.propose_batch(commands).await;
+        drop(slot);
         match outcomes {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
@@ -717,6 +749,7 @@ impl CairnNode {
     /// election.
     async fn propose_batch(&self, commands: Vec<WriteCommand>) -> StoreResult<Vec<StoreResult<ApplyOutcome>>> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.inner.config.election_timeout_ms * 5);
+        let commands = Arc::new(commands);
         loop {
             let attempt = if self.is_leader() {
                 match self.inner.raft.client_write(Batch(commands.clone())).await {
@@ -728,7 +761,7 @@ impl CairnNode {
             } else {
                 match self.leader().await {
                     Ok((leader, _)) if leader == self.inner.member_id => continue,
-                    Ok((_, node)) => match self.inner.link.call(&node, PeerRequest::Propose(commands.clone())).await {
+                    Ok((_, node)) => match self.inner.link.call(&node, PeerRequest::Propose(commands.to_vec())).await {
                         Ok(PeerResponse::Proposed(outcomes)) => return Ok(outcomes),
                         Ok(other) => return Err(StoreError::Internal(format!("unexpected peer answer {other:?}"))),
                         Err(e) => Err(e),

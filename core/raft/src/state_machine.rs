@@ -100,7 +100,7 @@ impl StateMachine {
             StorageIOError::apply(entry.log_id, io_err(std::io::Error::other(e.to_string()))).into()
         };
         let commands: &[cairn_mvcc::WriteCommand] = match &entry.payload {
-            EntryPayload::Normal(batch) => &batch.0,
+            EntryPayload::Normal(batch) => batch.0.as_slice(),
             _ => &[],
         };
         // Commands of this entry already applied before a crash are not applied again.

@@ -25,9 +25,11 @@ pub enum CommandResponse {
 
 /// One Raft log entry's worth of client commands: concurrent writes are proposed together, so
 /// they share one log append and one fsync (openraft 0.9 waits for each append's fsync before
-/// taking the next). Each command is still applied on its own, with its own revision.
+/// taking the next). Each command is still applied on its own, with its own revision. Shared,
+/// so the copies openraft and the log store keep of an entry cost no copy of its commands
+/// (serialized as the plain list).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Batch(pub Vec<cairn_mvcc::WriteCommand>);
+pub struct Batch(pub std::sync::Arc<Vec<cairn_mvcc::WriteCommand>>);
 
 /// The answers to a [`Batch`], in order (empty for blank and membership entries).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

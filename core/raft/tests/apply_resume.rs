@@ -16,7 +16,7 @@ fn put(k: &str) -> WriteCommand {
 }
 
 fn entry(index: u64, commands: Vec<WriteCommand>) -> Entry<cairn_raft::TypeConfig> {
-    Entry { log_id: LogId::new(CommittedLeaderId::new(1u64, 1u64), index), payload: EntryPayload::Normal(Batch(commands)) }
+    Entry { log_id: LogId::new(CommittedLeaderId::new(1u64, 1u64), index), payload: EntryPayload::Normal(Batch(commands.into())) }
 }
 
 #[tokio::test]
