@@ -21,6 +21,7 @@ import base64
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -95,6 +96,16 @@ def rss_mb(pid):
     except OSError:
         pass
     return None
+
+
+def cpu_secs(pid):
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def range_ok(port, timeout=0.5):
@@ -226,10 +237,20 @@ def run_workloads(cluster, bench_bin, duration, results, label):
     for name, wl, clients in WORKLOADS + (EXTRA_WORKLOADS if cluster.n == 1 else []):
         key = f"{label} {name}"
         log(f"  {cluster.system:7} {key} ...")
+        # CPU per request: steadier than throughput on a shared machine, and it tells a server
+        # that is cheaper per request but not saturating the cores from one that is saturated.
+        before = sum(cpu_secs(p.pid) for p in cluster.procs)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         rep = bench(bench_bin, cluster.endpoints(), wl, clients, conns_for(clients), duration=duration)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        served = max(rep["requests"], 1)
+        rep["server_cpu_us_per_request"] = 1e6 * (sum(cpu_secs(p.pid) for p in cluster.procs) - before) / served
+        rep["bench_cpu_us_per_request"] = 1e6 * ((after.ru_utime + after.ru_stime)
+                                                 - (children.ru_utime + children.ru_stime)) / served
         results.setdefault(key, {})[cluster.system] = rep
         log(f"          {rep['throughput']:.0f} req/s  p50 {rep['latency_ms']['p50']:.2f} ms  "
-            f"p99 {rep['latency_ms']['p99']:.2f} ms  errors {rep['errors']}")
+            f"p99 {rep['latency_ms']['p99']:.2f} ms  errors {rep['errors']}  "
+            f"server CPU {rep['server_cpu_us_per_request']:.0f} us/req  bench CPU {rep['bench_cpu_us_per_request']:.0f} us/req")
 
 
 def redis_benchmark(port, requests):
@@ -414,6 +435,11 @@ def main():
     print_table(out)
 
 
+def cpu_us(rep):
+    v = rep.get("server_cpu_us_per_request")
+    return "" if v is None else f"{v:.0f}"
+
+
 def print_table(out):
     res = out["results"]
     m = out["machine"]
@@ -423,8 +449,8 @@ def print_table(out):
           f"appending: {out.get('fsync_ms', {}).get('append')}")
     print(f"versions: {out['versions']}")
     print(f"\nCairn vs etcd 3.5, same machine, same run ({out['profile']} build, {out['duration']} per workload)")
-    print(f"| workload | Cairn req/s | etcd req/s | ratio | Cairn p50/p99 ms | etcd p50/p99 ms | p99 ratio | errors C/E |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| workload | Cairn req/s | etcd req/s | ratio | Cairn p50/p99 ms | etcd p50/p99 ms | p99 ratio | server CPU us/req C/E | errors C/E |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key, by in res.items():
         c, e = by.get("cairn"), by.get("etcd35")
         if not c or not e:
@@ -432,7 +458,7 @@ def print_table(out):
         cl, el = c["latency_ms"], e["latency_ms"]
         print(f"| {key} | {c['throughput']:.0f} | {e['throughput']:.0f} | {ratio(c['throughput'], e['throughput']):.2f} "
               f"| {cl['p50']:.2f} / {cl['p99']:.2f} | {el['p50']:.2f} / {el['p99']:.2f} "
-              f"| {ratio(cl['p99'], el['p99']):.2f} | {c['errors']}/{e['errors']} |")
+              f"| {ratio(cl['p99'], el['p99']):.2f} | {cpu_us(c)} / {cpu_us(e)} | {c['errors']}/{e['errors']} |")
     for key, by in res.items():
         if "etcd34" in by:
             r = by["etcd34"]

@@ -38,9 +38,12 @@ pub struct LogStore {
     committed: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
-/// Most entries, and most encoded bytes of them, kept in memory.
-const RECENT_MAX_ENTRIES: usize = 1024;
-const RECENT_MAX_BYTES: usize = 64 << 20;
+/// Most entries, and most encoded bytes of them, kept in memory: enough for the entries being
+/// applied and replicated right after their append, small next to the rest of a member's memory
+/// (64 MiB measured +100 MB of RSS after loading a million keys; a lagging follower is served
+/// from RocksDB).
+const RECENT_MAX_ENTRIES: usize = 256;
+const RECENT_MAX_BYTES: usize = 4 << 20;
 
 /// The newest entries of the log, contiguous and ending at its last entry (or none): appends
 /// add to the back, truncation removes from the back, purging and the limits from the front.

@@ -395,6 +395,15 @@ impl CairnNode {
 
     /// The leader's address, waiting up to two election timeouts for one to be known.
     async fn leader(&self) -> StoreResult<(u64, MemberNode)> {
+        // Usually known: looking needs neither the copy of the metrics nor the timer of a wait.
+        {
+            let m = self.inner.metrics.borrow();
+            if let Some(id) = m.current_leader {
+                if let Some(node) = m.membership_config.membership().get_node(&id) {
+                    return Ok((id, node.clone()));
+                }
+            }
+        }
         let wait = Duration::from_millis(self.inner.config.election_timeout_ms * 2);
         let m = self
             .inner
@@ -600,6 +609,11 @@ impl CairnNode {
                 Err(e) => return Err(e),
             }
         };
+        // Usually applied already: looking costs a read lock, while openraft's wait clones its
+        // metrics and arms a timer on every call. Metrics trail the state machine, never lead it.
+        if self.inner.metrics.borrow().last_applied.is_some_and(|l| l.index >= index) {
+            return Ok(());
+        }
         self.inner
             .raft
             .wait(Some(wait))
