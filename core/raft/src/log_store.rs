@@ -15,7 +15,7 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use cairn_mvcc::layout::{self, CF_RAFT_LOG, CF_RAFT_STATE};
 use cairn_mvcc::Db;
@@ -101,14 +101,19 @@ impl RecentEntries {
     }
 }
 
+/// Both guarded values are only ever replaced whole, so a panic elsewhere leaves them
+/// consistent: a poisoned lock is used as is.
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl LogStore {
     pub fn new(db: Arc<Db>) -> Self {
         LogStore { db, recent: Arc::default(), committed: Arc::default() }
     }
 
-    fn recent(&self) -> std::sync::MutexGuard<'_, RecentEntries> {
-        // The entries are only ever changed whole: a panic elsewhere leaves them consistent.
-        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    fn recent(&self) -> MutexGuard<'_, RecentEntries> {
+        locked(&self.recent)
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
@@ -204,12 +209,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        *self.committed.lock().unwrap_or_else(|e| e.into_inner()) = Some(committed);
+        *locked(&self.committed) = Some(committed);
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        if let Some(pending) = *self.committed.lock().unwrap_or_else(|e| e.into_inner()) {
+        if let Some(pending) = *locked(&self.committed) {
             return Ok(pending);
         }
         Ok(self.get_state::<Option<LogId>>(layout::RAFT_COMMITTED)?.flatten())
@@ -230,7 +235,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(cf, layout::log_key(entry.log_id.index), &bytes);
             appended.push((entry, bytes.len()));
         }
-        if let Some(committed) = self.committed.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(committed) = locked(&self.committed).take() {
             let bytes = postcard::to_stdvec(&committed).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
             batch.put_cf(self.cf(CF_RAFT_STATE)?, layout::RAFT_COMMITTED, bytes);
         }

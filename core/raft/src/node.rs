@@ -396,13 +396,8 @@ impl CairnNode {
     /// The leader's address, waiting up to two election timeouts for one to be known.
     async fn leader(&self) -> StoreResult<(u64, MemberNode)> {
         // Usually known: looking needs neither the copy of the metrics nor the timer of a wait.
-        {
-            let m = self.inner.metrics.borrow();
-            if let Some(id) = m.current_leader {
-                if let Some(node) = m.membership_config.membership().get_node(&id) {
-                    return Ok((id, node.clone()));
-                }
-            }
+        if let Some(known) = leader_of(&self.inner.metrics.borrow()) {
+            return Ok(known);
         }
         let wait = Duration::from_millis(self.inner.config.election_timeout_ms * 2);
         let m = self
@@ -412,9 +407,7 @@ impl CairnNode {
             .metrics(|m| m.current_leader.is_some(), "a leader is known")
             .await
             .map_err(|_| StoreError::NoLeader)?;
-        let id = m.current_leader.ok_or(StoreError::NoLeader)?;
-        let node = m.membership_config.membership().get_node(&id).cloned().ok_or(StoreError::NoLeader)?;
-        Ok((id, node))
+        leader_of(&m).ok_or(StoreError::NoLeader)
     }
 
     /// Sends `req` to the leader (or answers it here when this member leads).
@@ -664,6 +657,12 @@ pub(crate) fn db_sizes(db: &Db) -> (i64, i64) {
         }
     }
     (total as i64, live.min(total) as i64)
+}
+
+/// The leader `m` names, with its address.
+fn leader_of(m: &RaftMetrics<u64, MemberNode>) -> Option<(u64, MemberNode)> {
+    let id = m.current_leader?;
+    Some((id, m.membership_config.membership().get_node(&id)?.clone()))
 }
 
 /// One read-index round as the leader: confirms with a quorum that this member still leads.

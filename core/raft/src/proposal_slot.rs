@@ -7,45 +7,30 @@
 //! handing it to the proposer task and its outcome back costs two task wake-ups, a measurable
 //! part of a lone client's latency. Whoever holds the slot, the next entry waits for it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-use tokio::sync::Notify;
-
-#[derive(Default)]
-pub(crate) struct ProposalSlot {
-    taken: AtomicBool,
-    freed: Notify,
-}
+/// A semaphore of one permit: tokio's, which already frees its permit on drop and wakes the
+/// next waiter.
+pub(crate) struct ProposalSlot(Semaphore);
 
 /// Holds the slot; dropping it (also when the proposing future is cancelled) frees it.
-pub(crate) struct SlotGuard<'a>(&'a ProposalSlot);
+pub(crate) type SlotGuard<'a> = SemaphorePermit<'a>;
+
+impl Default for ProposalSlot {
+    fn default() -> Self {
+        ProposalSlot(Semaphore::new(1))
+    }
+}
 
 impl ProposalSlot {
     /// The slot, if nobody holds it.
     pub fn try_take(&self) -> Option<SlotGuard<'_>> {
-        self.taken
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            // Lazily: a guard made for a failed attempt would free the holder's slot on drop.
-            .then(|| SlotGuard(self))
+        self.0.try_acquire().ok()
     }
 
     /// Waits until the slot is free and takes it.
     pub async fn take(&self) -> SlotGuard<'_> {
-        loop {
-            if let Some(guard) = self.try_take() {
-                return guard;
-            }
-            // A release between the failed try and this wait leaves a permit: no lost wake-up.
-            self.freed.notified().await;
-        }
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        self.0.taken.store(false, Ordering::Release);
-        self.0.freed.notify_one();
+        self.0.acquire().await.expect("the slot's semaphore is never closed")
     }
 }
 
@@ -96,6 +81,6 @@ mod tests {
         assert!(slot.try_take().is_none(), "held by the task");
         holder.abort();
         let _ = holder.await;
-        tokio::time::timeout(Duration::from_secs(5), slot.take()).await.expect("freed by the cancellation");
+        let _slot = tokio::time::timeout(Duration::from_secs(5), slot.take()).await.expect("freed by the cancellation");
     }
 }
