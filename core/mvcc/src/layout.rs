@@ -8,7 +8,7 @@
 //! | `meta`      | names below                                 | store revision, compaction point, applied log id, membership, ids |
 //! | `leases`    | lease id (u64 BE)                           | granted TTL and deadline (`Lease`) |
 //! | `lease_keys`| lease id (u64 BE), user key                 | empty: which keys a lease holds |
-//! | `raft_log`  | log index (u64 BE)                          | one Raft log entry |
+//! | `raft_log`  | log index (u64 BE)                          | empty now: the Raft log is in its own files; older data dirs' entries are moved there |
 //! | `raft_state`| names below                                 | vote, committed log id, last purged log id |
 //!
 //! The history key escapes each `00` byte of the user key as `00 ff` and ends the key with

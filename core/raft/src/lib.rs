@@ -1,5 +1,5 @@
-//! Cairn's consensus layer: openraft wired to the RocksDB log store and MVCC state machine,
-//! and [`CairnNode`], the one handle every protocol adapter calls.
+//! Cairn's consensus layer: openraft wired to the log store (its own segment files) and the
+//! MVCC state machine (RocksDB), and [`CairnNode`], the one handle every protocol adapter calls.
 //!
 //! A write is proposed as a [`cairn_mvcc::WriteCommand`] log entry; the log store makes it
 //! durable (fsynced, with concurrent appends sharing one fsync) before openraft commits it; the
@@ -10,6 +10,7 @@
 mod auth;
 mod ids;
 mod lease_renewals;
+mod log_files;
 mod log_store;
 pub mod metrics;
 mod network;

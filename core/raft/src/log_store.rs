@@ -1,20 +1,29 @@
-//! The Raft log, vote and commit point in RocksDB.
+//! The Raft log store: entries in the log's own files ([`crate::log_files`]), the vote, the
+//! purge point and the commit hint in RocksDB.
 //!
 //! An append is written and fsynced right on the task that asks for it, and only then reported
 //! durable to openraft. openraft 0.9 waits for each append to be durable before it does
 //! anything else, so handing the fsync to another thread bought nothing but two thread wake-ups
 //! per append (measured: about a tenth of a lone client's put latency). Concurrent writes still
 //! share fsyncs: the proposer puts every write queued meanwhile into one entry (group commit,
-//! `node.rs`), and RocksDB's own write groups let the state machine's unsynced writes ride along.
-//! The vote is written synchronously too.
+//! `node.rs`). The vote is written synchronously too.
+//!
+//! The state machine's RocksDB writes are not fsynced: after a machine crash it may come back
+//! behind the log, and openraft applies the missing entries again (each apply batch records
+//! its applied log id atomically). So entries are only deleted (purged) after RocksDB's WAL
+//! has been synced, which makes every applied entry durable in the state machine first.
 //!
 //! The newest entries are also kept in memory ([`RecentEntries`]): openraft reads each entry
 //! right after appending it, to apply it and to send it to followers, and serving those reads
-//! from memory saves a RocksDB seek and decoding the whole batch of commands each time.
+//! from memory saves reading the file and decoding the whole batch of commands each time.
+//!
+//! Data dirs from before the log had its own files kept entries in RocksDB's `raft_log`
+//! column family; opening moves them over once.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cairn_mvcc::layout::{self, CF_RAFT_LOG, CF_RAFT_STATE};
@@ -25,16 +34,18 @@ use rocksdb::{WriteBatch, WriteOptions};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::log_files::{LogFiles, Record};
 use crate::types::{io_err, Entry, LogId, StorageError, TypeConfig, Vote};
 
-/// The log store; cheap to clone (clones share the database and the recent entries).
+/// The log store; cheap to clone (clones share the files, the database and the recent entries).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Db>,
+    files: Arc<Mutex<LogFiles>>,
     recent: Arc<Mutex<RecentEntries>>,
-    /// The commit point openraft last reported, until the next append writes it. It is only a
-    /// hint for a restart (which entries may be applied before a leader is known), so it need
-    /// not cost a write of its own after every commit: one fewer RocksDB write per entry.
+    /// The commit point openraft last reported. It is only a hint for a restart (entries it
+    /// covers may be applied before a leader is known), so it is written with the purge point
+    /// rather than after every commit.
     committed: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
@@ -102,18 +113,36 @@ impl RecentEntries {
 }
 
 /// Both guarded values are only ever replaced whole, so a panic elsewhere leaves them
-/// consistent: a poisoned lock is used as is.
+/// consistent: a poisoned lock is used as is. (The files are changed by the one task that
+/// appends, truncates and purges, and a failed change fails the node's storage anyway.)
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn decode(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
+    postcard::from_bytes(bytes).map_err(|e| StorageIOError::read_log_at_index(index, io_err(e)).into())
+}
+
 impl LogStore {
-    pub fn new(db: Arc<Db>) -> Self {
-        LogStore { db, recent: Arc::default(), committed: Arc::default() }
+    /// Opens the log in `dir` (the member's `wal` directory), moving over entries an older
+    /// version kept in RocksDB.
+    pub fn open(db: Arc<Db>, dir: &Path) -> Result<Self, StorageError> {
+        let files = LogFiles::open(dir).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+        let store = LogStore { db, files: Arc::new(Mutex::new(files)), recent: Arc::default(), committed: Arc::default() };
+        store.move_entries_from_rocksdb()?;
+        // Also finishes a purge a crash interrupted.
+        if let Some(purged) = store.get_state::<LogId>(layout::RAFT_LAST_PURGED)? {
+            store.files().purge(purged.index).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        }
+        Ok(store)
     }
 
     fn recent(&self) -> MutexGuard<'_, RecentEntries> {
         locked(&self.recent)
+    }
+
+    fn files(&self) -> MutexGuard<'_, LogFiles> {
+        locked(&self.files)
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
@@ -136,19 +165,51 @@ impl LogStore {
             .map_err(|e| StorageIOError::write(io_err(e)).into())
     }
 
-    fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_RAFT_LOG)?);
-        it.seek_to_last();
-        match it.value() {
-            Some(v) => {
-                let entry: Entry = postcard::from_bytes(v).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-                Ok(Some(entry.log_id))
-            }
-            None => {
-                it.status().map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-                Ok(None)
-            }
+    /// Writes `entries` to the files and fsyncs; returns the bytes written.
+    fn write_entries(&self, entries: &[Entry]) -> Result<Vec<usize>, StorageError> {
+        let encoded = entries
+            .iter()
+            .map(|e| postcard::to_stdvec(e).map_err(|err| StorageIOError::write_logs(io_err(err)).into()))
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        let records: Vec<Record<'_>> = entries
+            .iter()
+            .zip(&encoded)
+            .map(|(e, bytes)| Record { index: e.log_id.index, term: e.log_id.leader_id.term, payload: bytes })
+            .collect();
+        self.files().append(&records).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        Ok(encoded.iter().map(Vec::len).collect())
+    }
+
+    /// Moves the entries of RocksDB's `raft_log` column family (where versions before the log
+    /// files kept them) into the files, then deletes them there. A crash in between leaves
+    /// them in both; the next opening sees the files hold them and only deletes.
+    fn move_entries_from_rocksdb(&self) -> Result<(), StorageError> {
+        let cf = self.cf(CF_RAFT_LOG)?;
+        let mut it = self.db.raw_iterator_cf(cf);
+        it.seek_to_first();
+        if !it.valid() {
+            return it.status().map_err(|e| StorageIOError::read_logs(io_err(e)).into());
         }
+        if self.files().last_index().is_none() {
+            let mut chunk = Vec::new();
+            while let Some(v) = it.value() {
+                let entry: Entry = postcard::from_bytes(v).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+                chunk.push(entry);
+                if chunk.len() == 1024 {
+                    self.write_entries(&chunk)?;
+                    chunk.clear();
+                }
+                it.next();
+            }
+            it.status().map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+            self.write_entries(&chunk)?;
+        }
+        drop(it);
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf, layout::log_key(0), layout::log_key(u64::MAX));
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).map_err(|e| StorageIOError::write_logs(io_err(e)).into())
     }
 }
 
@@ -168,22 +229,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => Some(u64::MAX),
         };
         let Some(end) = end else { return Ok(Vec::new()) };
+        if start > end {
+            return Ok(Vec::new());
+        }
         if let Some(entries) = self.recent().get(start, end) {
             return Ok(entries);
         }
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_RAFT_LOG)?);
-        it.seek(layout::log_key(start));
-        let mut out = Vec::new();
-        while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let index = u64::from_be_bytes(k.try_into().map_err(|_| StorageIOError::read_logs(io_err(std::io::Error::other("bad log key"))))?);
-            if !range.contains(&index) {
-                break;
-            }
-            out.push(postcard::from_bytes(v).map_err(|e| StorageIOError::read_log_at_index(index, io_err(e)))?);
-            it.next();
-        }
-        it.status().map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-        Ok(out)
+        let read = self.files().read(start, end).map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+        read.iter().map(|(index, bytes)| decode(*index, bytes)).collect()
     }
 }
 
@@ -192,7 +245,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.get_state(layout::RAFT_LAST_PURGED)?;
-        let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
+        let last_entry = {
+            let mut files = self.files();
+            match files.last_index() {
+                Some(i) => files.read(i, i).map_err(|e| StorageIOError::read_logs(io_err(e)))?.pop(),
+                None => None,
+            }
+        };
+        let last_entry_id = last_entry.map(|(i, bytes)| decode(i, &bytes).map(|e| e.log_id)).transpose()?;
+        // Entries at or before the purge point may outlive a crash during the purge; they
+        // are not the log's end.
+        let last_log_id = match (last_entry_id, last_purged_log_id) {
+            (Some(entry), Some(purged)) if entry.index <= purged.index => Some(purged),
+            (entry, purged) => entry.or(purged),
+        };
         Ok(LogState { last_purged_log_id, last_log_id })
     }
 
@@ -225,33 +291,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let cf = self.cf(CF_RAFT_LOG)?;
-        let mut batch = WriteBatch::default();
-        let mut written = 0;
-        let mut appended = Vec::new();
-        for entry in entries {
-            let bytes = postcard::to_stdvec(&entry).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
-            written += bytes.len();
-            batch.put_cf(cf, layout::log_key(entry.log_id.index), &bytes);
-            appended.push((entry, bytes.len()));
-        }
-        if let Some(committed) = locked(&self.committed).take() {
-            let bytes = postcard::to_stdvec(&committed).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
-            batch.put_cf(self.cf(CF_RAFT_STATE)?, layout::RAFT_COMMITTED, bytes);
-        }
-        // etcd reports this counter as a gauge; the same type keeps its queries working.
-        metrics::gauge!(crate::metrics::WAL_WRITE_BYTES).increment(written as f64);
-        let mut opts = WriteOptions::default();
-        opts.set_sync(false);
-        self.db.write_opt(batch, &opts).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        let entries: Vec<Entry> = entries.into_iter().collect();
         // Blocks this runtime thread for one fsync (a fraction of a millisecond on an SSD);
         // the task that awaits it, openraft's core, could not go on before it anyway.
         let started = std::time::Instant::now();
-        let synced = self.db.flush_wal(true);
+        let sizes = self.write_entries(&entries)?;
         metrics::histogram!(crate::metrics::WAL_FSYNC).record(started.elapsed().as_secs_f64());
-        synced.map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        // etcd reports this counter as a gauge; the same type keeps its queries working.
+        metrics::gauge!(crate::metrics::WAL_WRITE_BYTES).increment(sizes.iter().sum::<usize>() as f64);
         let mut recent = self.recent();
-        for (entry, size) in appended {
+        for (entry, size) in entries.into_iter().zip(sizes) {
             recent.push(entry, size);
         }
         drop(recent);
@@ -261,21 +310,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.recent().truncate(log_id.index);
-        let cf = self.cf(CF_RAFT_LOG)?;
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf, layout::log_key(log_id.index).to_vec(), vec![0xffu8; 9]);
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        self.db.write_opt(batch, &opts).map_err(|e| StorageIOError::write_logs(io_err(e)).into())
+        self.files().truncate(log_id.index).map_err(|e| StorageIOError::write_logs(io_err(e)).into())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.recent().purge(log_id.index);
-        self.put_state(layout::RAFT_LAST_PURGED, &log_id, false)?;
-        let cf = self.cf(CF_RAFT_LOG)?;
+        // Everything purged is applied; sync RocksDB's WAL so that the state machine keeps
+        // it after a machine crash, now that the log no longer will.
+        self.db.flush_wal(true).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf, layout::log_key(0), layout::log_key(log_id.index + 1));
-        self.db.write(batch).map_err(|e| StorageIOError::write_logs(io_err(e)).into())
+        let state = self.cf(CF_RAFT_STATE)?;
+        let werr = |e: postcard::Error| StorageError::from(StorageIOError::write_logs(io_err(e)));
+        batch.put_cf(state, layout::RAFT_LAST_PURGED, postcard::to_stdvec(&log_id).map_err(werr)?);
+        let committed = *locked(&self.committed);
+        if let Some(committed) = committed {
+            batch.put_cf(state, layout::RAFT_COMMITTED, postcard::to_stdvec(&committed).map_err(werr)?);
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).map_err(|e| StorageIOError::write_logs(io_err(e)))?;
+        self.files().purge(log_id.index).map_err(|e| StorageIOError::write_logs(io_err(e)).into())
     }
 }
 
@@ -312,6 +366,29 @@ mod tests {
         recent.push(entry(9), 10);
         assert_eq!(indexes(recent.get(9, 9)), Some(vec![9]), "a gap starts over");
         assert_eq!(indexes(recent.get(6, 9)), None);
+    }
+
+    #[test]
+    fn entries_an_older_version_kept_in_rocksdb_move_to_the_log_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Arc::new(cairn_mvcc::open_db(&dir.path().join("db"), &cairn_mvcc::DbOptions::default()).expect("open db"));
+        let cf = db.cf_handle(CF_RAFT_LOG).expect("raft_log cf");
+        for i in 1..=5 {
+            db.put_cf(cf, layout::log_key(i), postcard::to_stdvec(&entry(i)).expect("encode")).expect("put");
+        }
+        let mut store = LogStore::open(db.clone(), &dir.path().join("wal")).expect("open log");
+        let read = futures::executor::block_on(store.try_get_log_entries(1..=5)).expect("read");
+        assert_eq!(read.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+        let state = futures::executor::block_on(store.get_log_state()).expect("state");
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(5));
+        let mut it = db.raw_iterator_cf(cf);
+        it.seek_to_first();
+        assert!(!it.valid(), "the column family is emptied");
+        drop((it, store));
+        // Opened again: nothing to move, the entries are still there.
+        let mut store = LogStore::open(db, &dir.path().join("wal")).expect("reopen log");
+        let read = futures::executor::block_on(store.try_get_log_entries(3..)).expect("read");
+        assert_eq!(read.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![3, 4, 5]);
     }
 
     #[test]

@@ -161,7 +161,10 @@ fn read_or_init_id(db: &Db, key: &[u8], init: u64) -> Result<u64, rocksdb::Error
     match db.get_cf(cf, key)? {
         Some(b) if b.len() == 8 => Ok(u64::from_be_bytes(b.as_slice().try_into().expect("8 bytes"))),
         _ => {
-            db.put_cf(cf, key, init.to_be_bytes())?;
+            // Synced: the Raft log that will name this member is in files of its own.
+            let mut opts = rocksdb::WriteOptions::default();
+            opts.set_sync(true);
+            db.put_cf_opt(cf, key, init.to_be_bytes(), &opts)?;
             Ok(init)
         }
     }
@@ -260,7 +263,7 @@ impl CairnNode {
         .validate()
         .map_err(|e| OpenError::Raft(e.to_string()))?;
 
-        let log_store = LogStore::new(db.clone());
+        let log_store = LogStore::open(db.clone(), &dir.join("member").join("wal")).map_err(|e| OpenError::Raft(e.to_string()))?;
         let state_machine = StateMachine::open(db.clone(), dir.join("member").join("snap"))
             .map_err(|e| OpenError::Raft(e.to_string()))?;
         let hub = state_machine.watch_hub();

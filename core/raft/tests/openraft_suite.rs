@@ -15,7 +15,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Tem
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Arc::new(open_db(&dir.path().join("db"), &DbOptions::default()).expect("open db"));
         let sm = StateMachine::open(db.clone(), dir.path().join("snap"))?;
-        Ok((dir, LogStore::new(db), sm))
+        let log = LogStore::open(db, &dir.path().join("wal"))?;
+        Ok((dir, log, sm))
     }
 }
 
