@@ -8,6 +8,7 @@
 //! serializable reads go straight to the local store.
 
 mod auth;
+mod direct_answers;
 mod ids;
 mod lease_renewals;
 mod log_files;

@@ -124,6 +124,8 @@ pub(crate) struct Inner {
     proposals: tokio::sync::mpsc::Sender<Proposal>,
     /// Who proposes the next log entry ([`crate::proposal_slot`]).
     proposal_slot: ProposalSlot,
+    /// Where a proposer gets its entry's answer straight from the apply.
+    answers: Arc<crate::direct_answers::DirectAnswers>,
     pub(crate) hub: Arc<WatchHub>,
     pub(crate) db: Arc<Db>,
     metrics: watch::Receiver<RaftMetrics<u64, MemberNode>>,
@@ -268,6 +270,7 @@ impl CairnNode {
             .map_err(|e| OpenError::Raft(e.to_string()))?;
         let hub = state_machine.watch_hub();
         let auth = state_machine.auth_cache();
+        let answers = state_machine.direct_answers();
         let raft = Raft::new(member_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
@@ -292,6 +295,7 @@ impl CairnNode {
                 raft,
                 proposals,
                 proposal_slot: ProposalSlot::default(),
+                answers,
                 hub,
                 db,
                 metrics,
@@ -768,8 +772,17 @@ impl CairnNode {
         let commands = Arc::new(commands);
         loop {
             let attempt = if self.is_leader() {
-                match self.inner.raft.client_write(Batch(commands.clone())).await {
-                    Ok(resp) => return Ok(resp.data.0.into_iter().map(outcome_of).collect()),
+                let mut registration = self.inner.answers.register(&commands);
+                let write = self.inner.raft.client_write(Batch(commands.clone()));
+                tokio::pin!(write);
+                let result = tokio::select! {
+                    // The apply answers here before openraft's copy can arrive.
+                    biased;
+                    Ok(answer) = &mut registration.answer => Ok(answer),
+                    written = &mut write => written.map(|resp| resp.data),
+                };
+                match result {
+                    Ok(answer) => return Ok(answer.0.into_iter().map(outcome_of).collect()),
                     // Not appended: leadership moved first.
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(StoreError::NoLeader),
                     Err(e) => return Err(write_error(e)),

@@ -16,6 +16,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
 use rocksdb::WriteBatch;
 
+use crate::direct_answers::DirectAnswers;
 use crate::snapshot::{load_snapshot, write_snapshot};
 use crate::watch_hub::WatchHub;
 use crate::types::{
@@ -40,6 +41,7 @@ pub struct StateMachine {
     hub: Arc<WatchHub>,
     /// An entry whose commands were partly applied when the member last stopped.
     applying: Option<(LogId, usize)>,
+    answers: Arc<DirectAnswers>,
 }
 
 /// An entry whose apply takes longer than this counts as slow (etcd's threshold).
@@ -80,7 +82,13 @@ impl StateMachine {
             snapshot_dir,
             current: Arc::new(Mutex::new(None)),
             receiving: None,
+            answers: Arc::default(),
         })
+    }
+
+    /// Where proposers wait for their entry's answer straight from the apply.
+    pub(crate) fn direct_answers(&self) -> Arc<DirectAnswers> {
+        self.answers.clone()
     }
 
     /// The auth state as applied, kept current by the applier.
@@ -241,7 +249,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        entries.into_iter().map(|e| self.apply_one(e)).collect()
+        let mut responses = Vec::new();
+        for entry in entries {
+            let commands = match &entry.payload {
+                EntryPayload::Normal(batch) => Some(batch.0.clone()),
+                _ => None,
+            };
+            let response = self.apply_one(entry)?;
+            responses.push(match commands {
+                // Answered directly: openraft's copy goes to nobody.
+                Some(commands) => self.answers.answer(&commands, response).unwrap_or(BatchResponse(Vec::new())),
+                None => response,
+            });
+        }
+        Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
