@@ -9,7 +9,9 @@ before acknowledging a write: Cairn and etcd by default, redis-server with appen
 
 Servers get free 127.0.0.1 ports and temporary data dirs on the real disk, and are always
 stopped (also on Ctrl-C). Prints a table of Cairn/etcd ratios and writes every raw report as
-JSON (--out).
+JSON (--out). With --rounds N the workloads run N times, the systems' order swapped each
+round, so that a machine that drifts (a build finishing, a noisy neighbour) favours neither;
+the table then shows medians and every round's ratio.
 
 Usage:
   cargo build --release --workspace --bins
@@ -24,6 +26,7 @@ import platform
 import resource
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -344,6 +347,9 @@ def main():
     ap.add_argument("--restart-keys", type=int, default=1_000_000)
     ap.add_argument("--redis-requests", type=int, default=20_000)
     ap.add_argument("--skip", default="", help="comma list of: cluster, restart, redis")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the workloads this many times, the systems' order swapped every round "
+                         "(Cairn first, then etcd first, ...); the tables show medians and each round's ratio")
     ap.add_argument("--data-root", default=None, help="parent of the data dirs (default: system temp dir)")
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench-compare.json"))
     a = ap.parse_args()
@@ -361,22 +367,27 @@ def main():
     out = {"machine": machine(), "duration": a.duration, "profile": a.profile,
            "versions": {"etcd35": version([a.etcd, "--version"]),
                         "redis": version(["redis-server", "--version"])},
-           "results": {}, "rss_mb": {}, "restart": {}, "redis": {}}
-    res = out["results"]
+           "results": {}, "rounds": [], "rss_mb": {}, "restart": {}, "redis": {}}
     out["fsync_ms"] = fsync_ms(a.data_root)
     log(f"  fdatasync on the data disk: {out['fsync_ms']}")
     try:
-        # one node, then three members: identical workloads against each system
-        for n in ([1] if "cluster" in skip else [1, 3]):
-            label = f"{n}-node" if n == 1 else f"{n}-member"
-            for system, binary in systems + ([("etcd34", a.etcd34)] if a.etcd34 and n == 1 else []):
-                c = Cluster(system, binary, n, a.data_root)
-                try:
-                    c.start()
-                    run_workloads(c, bench_bin, a.duration, res, label)
-                    out["rss_mb"].setdefault(label, {})[system] = c.rss_mb()
-                finally:
-                    c.remove()
+        # one node, then three members: identical workloads against each system; with several
+        # rounds the order alternates, so that a drift of the machine favours neither
+        for r in range(max(1, a.rounds)):
+            round_results = {}
+            out["rounds"].append(round_results)
+            order = systems if r % 2 == 0 else systems[::-1]
+            for n in ([1] if "cluster" in skip else [1, 3]):
+                label = f"{n}-node" if n == 1 else f"{n}-member"
+                for system, binary in order + ([("etcd34", a.etcd34)] if a.etcd34 and n == 1 else []):
+                    c = Cluster(system, binary, n, a.data_root)
+                    try:
+                        c.start()
+                        run_workloads(c, bench_bin, a.duration, round_results, label)
+                        out["rss_mb"].setdefault(label, {})[system] = c.rss_mb()
+                    finally:
+                        c.remove()
+        out["results"] = merge_rounds(out["rounds"])
 
         if "restart" not in skip:
             for system, binary in systems:
@@ -435,6 +446,31 @@ def main():
     print_table(out)
 
 
+def merge_rounds(rounds):
+    """One report per workload and system: the median of each figure over the rounds (the
+    only one with one round), and each round's Cairn/etcd ratio."""
+    merged = {}
+    for key in dict.fromkeys(k for r in rounds for k in r):
+        by = {}
+        for system in dict.fromkeys(s for r in rounds for s in r.get(key, {})):
+            reps = [r[key][system] for r in rounds if system in r.get(key, {})]
+            med = lambda f: statistics.median(f(x) for x in reps)
+            rep = dict(reps[0]) if len(reps) == 1 else {
+                "throughput": med(lambda x: x["throughput"]),
+                "latency_ms": {q: med(lambda x: x["latency_ms"][q]) for q in ("p50", "p90", "p99")},
+                "requests": sum(x["requests"] for x in reps),
+                "errors": sum(x["errors"] for x in reps),
+                "server_cpu_us_per_request": med(lambda x: x["server_cpu_us_per_request"]),
+                "bench_cpu_us_per_request": med(lambda x: x["bench_cpu_us_per_request"]),
+            }
+            rep["rounds"] = len(reps)
+            by[system] = rep
+        by["round_ratios"] = [ratio(r[key]["cairn"]["throughput"], r[key]["etcd35"]["throughput"])
+                              for r in rounds if "cairn" in r.get(key, {}) and "etcd35" in r.get(key, {})]
+        merged[key] = by
+    return merged
+
+
 def cpu_us(rep):
     v = rep.get("server_cpu_us_per_request")
     return "" if v is None else f"{v:.0f}"
@@ -449,8 +485,12 @@ def print_table(out):
           f"appending: {out.get('fsync_ms', {}).get('append')}")
     print(f"versions: {out['versions']}")
     print(f"\nCairn vs etcd 3.5, same machine, same run ({out['profile']} build, {out['duration']} per workload)")
-    print(f"| workload | Cairn req/s | etcd req/s | ratio | Cairn p50/p99 ms | etcd p50/p99 ms | p99 ratio | server CPU us/req C/E | errors C/E |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rounds = len(out.get("rounds") or [None])
+    if rounds > 1:
+        print(f"{rounds} rounds, the systems' order swapped every round: medians, and each round's ratio")
+    print(f"| workload | Cairn req/s | etcd req/s | ratio | Cairn p50/p99 ms | etcd p50/p99 ms | p99 ratio | server CPU us/req C/E | errors C/E |"
+          + (" ratio per round |" if rounds > 1 else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if rounds > 1 else ""))
     for key, by in res.items():
         c, e = by.get("cairn"), by.get("etcd35")
         if not c or not e:
@@ -458,7 +498,8 @@ def print_table(out):
         cl, el = c["latency_ms"], e["latency_ms"]
         print(f"| {key} | {c['throughput']:.0f} | {e['throughput']:.0f} | {ratio(c['throughput'], e['throughput']):.2f} "
               f"| {cl['p50']:.2f} / {cl['p99']:.2f} | {el['p50']:.2f} / {el['p99']:.2f} "
-              f"| {ratio(cl['p99'], el['p99']):.2f} | {cpu_us(c)} / {cpu_us(e)} | {c['errors']}/{e['errors']} |")
+              f"| {ratio(cl['p99'], el['p99']):.2f} | {cpu_us(c)} / {cpu_us(e)} | {c['errors']}/{e['errors']} |"
+              + (f" {' '.join(f'{x:.2f}' for x in by.get('round_ratios', []))} |" if rounds > 1 else ""))
     for key, by in res.items():
         if "etcd34" in by:
             r = by["etcd34"]
