@@ -71,12 +71,12 @@ impl Segment {
             let mut header = [0u8; HEADER_BYTES];
             for i in 0..self.count {
                 self.file.read_exact_at(&mut header, at)?;
-                let (len, index) = (u32_at(&header, 0) as u64, u64_at(&header, 8));
-                if len == 0 || index != self.first + i {
+                let h = Header::decode(&header);
+                if h.len == 0 || h.index != self.first + i {
                     return Err(corrupt(&self.path, at, "record missing from a sealed segment"));
                 }
                 offsets.push(at);
-                at += HEADER_BYTES as u64 + len;
+                at += h.record_bytes();
             }
             self.end = at;
             self.offsets = Some(offsets);
@@ -94,12 +94,43 @@ pub(crate) struct LogFiles {
     purged: Option<u64>,
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+/// What precedes each entry's payload: its length and checksum, the entry's index and term.
+struct Header {
+    len: u32,
+    crc: u32,
+    index: u64,
+    term: u64,
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+impl Header {
+    fn for_record(r: &Record<'_>) -> io::Result<Self> {
+        let len = u32::try_from(r.payload.len()).map_err(|_| io::Error::other("log entry over 4 GiB"))?;
+        Ok(Header { len, crc: checksum(r.index, r.term, r.payload), index: r.index, term: r.term })
+    }
+
+    fn encode(&self) -> [u8; HEADER_BYTES] {
+        let mut b = [0u8; HEADER_BYTES];
+        b[0..4].copy_from_slice(&self.len.to_le_bytes());
+        b[4..8].copy_from_slice(&self.crc.to_le_bytes());
+        b[8..16].copy_from_slice(&self.index.to_le_bytes());
+        b[16..24].copy_from_slice(&self.term.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8; HEADER_BYTES]) -> Self {
+        let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
+        Header { len: u32_at(0), crc: u32_at(4), index: u64_at(8), term: u64_at(16) }
+    }
+
+    /// Bytes of the whole record, header included.
+    fn record_bytes(&self) -> u64 {
+        HEADER_BYTES as u64 + u64::from(self.len)
+    }
+
+    fn checks(&self, payload: &[u8]) -> bool {
+        checksum(self.index, self.term, payload) == self.crc
+    }
 }
 
 fn corrupt(path: &Path, at: u64, what: &str) -> io::Error {
@@ -222,13 +253,10 @@ impl LogFiles {
             if r.index != head.index + i as u64 {
                 return Err(io::Error::other("appended entries are not consecutive"));
             }
-            let len = u32::try_from(r.payload.len()).map_err(|_| io::Error::other("log entry over 4 GiB"))?;
-            buf.extend_from_slice(&len.to_le_bytes());
-            buf.extend_from_slice(&checksum(r.index, r.term, r.payload).to_le_bytes());
-            buf.extend_from_slice(&r.index.to_le_bytes());
-            buf.extend_from_slice(&r.term.to_le_bytes());
+            let header = Header::for_record(r)?;
+            buf.extend_from_slice(&header.encode());
             buf.extend_from_slice(r.payload);
-            lengths.push(HEADER_BYTES as u64 + len as u64);
+            lengths.push(header.record_bytes());
         }
         let needs_new = match self.segments.last() {
             None => true,
@@ -297,17 +325,15 @@ impl LogFiles {
             seg.file.read_exact_at(&mut region, region_start)?;
             let mut at = 0usize;
             for index in from..=to {
-                let header = region.get(at..at + HEADER_BYTES).ok_or_else(|| corrupt(&path, region_start + at as u64, "record cut short"))?;
-                let (len, crc) = (u32_at(header, 0) as usize, u32_at(header, 4));
-                let (got_index, term) = (u64_at(header, 8), u64_at(header, 16));
-                let payload = region
-                    .get(at + HEADER_BYTES..at + HEADER_BYTES + len)
-                    .ok_or_else(|| corrupt(&path, region_start + at as u64, "record cut short"))?;
-                if got_index != index || checksum(index, term, payload) != crc {
+                let cut_short = || corrupt(&path, region_start + at as u64, "record cut short");
+                let header = region.get(at..at + HEADER_BYTES).and_then(|b| b.try_into().ok()).ok_or_else(cut_short)?;
+                let h = Header::decode(header);
+                let payload = region.get(at + HEADER_BYTES..at + h.record_bytes() as usize).ok_or_else(cut_short)?;
+                if h.index != index || !h.checks(payload) {
                     return Err(corrupt(&path, region_start + at as u64, "record fails its checksum"));
                 }
                 out.push((index, payload.to_vec()));
-                at += HEADER_BYTES + len;
+                at += h.record_bytes() as usize;
             }
         }
         Ok(out)
@@ -369,19 +395,18 @@ fn recover_last(seg: &mut Segment) -> io::Result<()> {
         if at + HEADER_BYTES as u64 > seg.allocated || reader.read_exact(&mut header).is_err() {
             break;
         }
-        let (len, crc) = (u32_at(&header, 0) as u64, u32_at(&header, 4));
-        let (index, term) = (u64_at(&header, 8), u64_at(&header, 16));
+        let h = Header::decode(&header);
         let expected = seg.first + offsets.len() as u64;
-        if len == 0 || index != expected || term < prev_term || at + HEADER_BYTES as u64 + len > seg.allocated {
+        if h.len == 0 || h.index != expected || h.term < prev_term || at + h.record_bytes() > seg.allocated {
             break;
         }
-        payload.resize(len as usize, 0);
-        if reader.read_exact(&mut payload).is_err() || checksum(index, term, &payload) != crc {
+        payload.resize(h.len as usize, 0);
+        if reader.read_exact(&mut payload).is_err() || !h.checks(&payload) {
             break;
         }
         offsets.push(at);
-        at += HEADER_BYTES as u64 + len;
-        prev_term = term;
+        at += h.record_bytes();
+        prev_term = h.term;
     }
     drop(reader);
     seg.count = offsets.len() as u64;
