@@ -23,12 +23,16 @@ fn a_member_behind_the_purged_log_catches_up_by_snapshot() {
     // after a snapshot (the last snapshot_count entries).
     let leader = cluster.leader();
     let url = cluster.url(leader);
-    rt.block_on(async {
-        let mut c = etcd_client::Client::connect([url], None).await.expect("connect");
+    let written = rt.block_on(async {
+        let mut c = etcd_client::Client::connect([url], None).await.map_err(|e| e.to_string())?;
         for i in 0..400 {
-            c.put(format!("key{i:05}"), format!("value{i}"), None).await.expect("put");
+            c.put(format!("key{i:05}"), format!("value{i}"), None).await.map_err(|e| format!("put {i}: {e}"))?;
         }
+        Ok::<_, String>(())
     });
+    if let Err(e) = written {
+        panic!("{e}\nleader's log:\n{}", cluster.log(leader));
+    }
 
     cluster.restart(behind);
     cluster.wait_healthy(Duration::from_secs(60));

@@ -6,7 +6,9 @@
 //! the one entry in flight ([`crate::proposal_slot`]) busy until the core gets to it. Here the
 //! proposer registers its entry's commands before proposing; the state machine, applying an
 //! entry whose commands are that very allocation (the log store's recent entries share it),
-//! answers the proposer at once. openraft's own answer still comes, to nobody.
+//! answers the proposer at once. openraft's own answer still comes, empty; a proposer that
+//! sees it first (its thread was preempted between looking at the two) takes the direct answer,
+//! which was sent before it.
 //!
 //! Entries are recognised by the address of their shared command list, which the registration
 //! keeps alive, so no other entry can have it. An entry read back from disk or received from

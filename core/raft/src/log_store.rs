@@ -52,7 +52,7 @@ pub struct LogStore {
 /// Most entries, and most encoded bytes of them, kept in memory: enough for the entries being
 /// applied and replicated right after their append, small next to the rest of a member's memory
 /// (64 MiB measured +100 MB of RSS after loading a million keys; a lagging follower is served
-/// from RocksDB).
+/// from the log files).
 const RECENT_MAX_ENTRIES: usize = 256;
 const RECENT_MAX_BYTES: usize = 4 << 20;
 

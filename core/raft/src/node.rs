@@ -31,7 +31,7 @@ use crate::metrics;
 use crate::network::NoPeers;
 use crate::peer::{MemberInfo, MembershipChange, NoLink, PeerLink, PeerRequest, PeerResponse};
 use crate::state_machine::StateMachine;
-use crate::types::{Batch, CommandResponse, MemberNode, TypeConfig};
+use crate::types::{Batch, BatchResponse, CommandResponse, MemberNode, TypeConfig};
 use crate::watch_hub::WatchHub;
 
 /// The version Cairn reports where etcd reports its own: the etcd API level it serves.
@@ -497,6 +497,14 @@ impl CairnNode {
             tracing::warn!("raft shutdown: {e}");
         }
         let db = &self.inner.db;
+        // openraft's apply task, its replication tasks and a snapshot being built may still
+        // hold the store for a moment after its core stopped. Waiting for them means nothing
+        // writes after the flush below, and the store closes as soon as this node is dropped,
+        // so that it can be opened again at once (a restart in the same process).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(db) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let cfs: Vec<_> = layout::COLUMN_FAMILIES.iter().filter_map(|n| db.cf_handle(n)).collect();
         if let Err(e) = db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default()) {
             tracing::warn!("flushing the store at shutdown: {e}");
@@ -776,10 +784,18 @@ impl CairnNode {
                 let write = self.inner.raft.client_write(Batch(commands.clone()));
                 tokio::pin!(write);
                 let result = tokio::select! {
-                    // The apply answers here before openraft's copy can arrive.
                     biased;
                     Ok(answer) = &mut registration.answer => Ok(answer),
                     written = &mut write => written.map(|resp| resp.data),
+                };
+                // openraft's copy of an entry answered directly is empty. The direct answer was
+                // sent before it, but this task may have looked at the direct answer just before
+                // it came and at openraft's copy just after (the thread preempted in between).
+                let result = match result {
+                    Ok(BatchResponse(copy)) if copy.is_empty() && !commands.is_empty() => {
+                        Ok(registration.answer.try_recv().map_err(|_| StoreError::Internal("no outcome for a command".into()))?)
+                    }
+                    other => other,
                 };
                 match result {
                     Ok(answer) => return Ok(answer.0.into_iter().map(outcome_of).collect()),
