@@ -228,12 +228,22 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let path = self.snapshot_dir.join(format!("{snapshot_id}.snap"));
         std::fs::rename(&tmp, &path).map_err(|e| StorageIOError::write_snapshot(None, io_err(e)))?;
         let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
-        let previous = self.current.lock().expect("snapshot lock").replace(CurrentSnapshot { meta: meta.clone(), path: path.clone() });
-        if let Some(prev) = previous {
-            let _ = std::fs::remove_file(prev.path);
+        // Opened before it is published: once published, a newer snapshot may replace it and
+        // delete its file at any time.
+        let file = std::fs::File::open(&path).map_err(|e| StorageIOError::read_snapshot(None, io_err(e)))?;
+        let superseded = {
+            let mut current = self.current.lock().expect("snapshot lock");
+            // A snapshot installed from the leader while this one was built may be newer.
+            if current.as_ref().is_some_and(|c| c.meta.last_log_id > meta.last_log_id) {
+                Some(path)
+            } else {
+                current.replace(CurrentSnapshot { meta: meta.clone(), path }).map(|prev| prev.path)
+            }
+        };
+        if let Some(old) = superseded {
+            let _ = std::fs::remove_file(old);
         }
-        let file = tokio::fs::File::open(&path).await.map_err(|e| StorageIOError::read_snapshot(None, io_err(e)))?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) })
     }
 }
 
@@ -329,13 +339,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let current = self.current.lock().expect("snapshot lock").clone();
-        match current {
+        // Opened under the lock: a newer snapshot replaces this one and deletes its file, and
+        // a file already open stays readable (replication may be sending it to a follower).
+        let current = self.current.lock().expect("snapshot lock");
+        match current.as_ref() {
             Some(c) => {
-                let file = tokio::fs::File::open(&c.path)
-                    .await
+                let file = std::fs::File::open(&c.path)
                     .map_err(|e| StorageIOError::read_snapshot(Some(c.meta.signature()), io_err(e)))?;
-                Ok(Some(Snapshot { meta: c.meta, snapshot: Box::new(file) }))
+                Ok(Some(Snapshot { meta: c.meta.clone(), snapshot: Box::new(tokio::fs::File::from_std(file)) }))
             }
             None => Ok(None),
         }

@@ -1,0 +1,45 @@
+//! A snapshot handed out for sending to a follower stays readable while newer snapshots are
+//! built and the older files deleted: replication reads the current snapshot while the leader
+//! keeps snapshotting, and a failed read there stops the whole node.
+
+use std::sync::Arc;
+
+use cairn_api::PutRequest;
+use cairn_mvcc::{open_db, DbOptions, WriteCommand};
+use cairn_raft::{Batch, StateMachine};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use tokio::io::AsyncReadExt;
+
+fn entry(index: u64) -> Entry<cairn_raft::TypeConfig> {
+    let put = WriteCommand::Put(PutRequest { key: format!("k{index}").into(), value: b"v".to_vec(), ..Default::default() });
+    Entry { log_id: LogId::new(CommittedLeaderId::new(1u64, 1u64), index), payload: EntryPayload::Normal(Batch(vec![put].into())) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_snapshot_stays_readable_while_newer_ones_replace_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(open_db(&dir.path().join("db"), &DbOptions::default()).unwrap());
+    let mut sm = StateMachine::open(db.clone(), dir.path().join("snap")).unwrap();
+    sm.apply((1..=50).map(entry)).await.unwrap();
+    sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+
+    let mut builder = sm.get_snapshot_builder().await;
+    let builds = tokio::spawn(async move {
+        for _ in 0..100 {
+            builder.build_snapshot().await.expect("build a snapshot");
+        }
+    });
+    let mut reads = 0;
+    while !builds.is_finished() {
+        let mut snapshot = sm.get_current_snapshot().await.expect("open the current snapshot").expect("a snapshot");
+        let mut bytes = Vec::new();
+        snapshot.snapshot.read_to_end(&mut bytes).await.expect("read the snapshot");
+        assert!(!bytes.is_empty(), "snapshot {} is empty", snapshot.meta.snapshot_id);
+        reads += 1;
+    }
+    builds.await.unwrap();
+    assert!(reads > 0);
+    let files = std::fs::read_dir(dir.path().join("snap")).unwrap().count();
+    assert_eq!(files, 1, "replaced snapshots are deleted");
+}
