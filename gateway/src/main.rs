@@ -142,7 +142,20 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|s| *s).await;
         }))
     });
-    let result = listen::serve(listeners, routes, limits, shutdown_signal()).await;
+    let (failed_tx, mut failed_rx) = tokio::sync::oneshot::channel();
+    let stop = {
+        let node = node.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                error = node.failed() => {
+                    tracing::error!("raft stopped: {error}; exiting so that a supervisor restarts this member");
+                    let _ = failed_tx.send(error);
+                }
+            }
+        }
+    };
+    let result = listen::serve(listeners, routes, limits, stop).await;
     let _ = stop_metrics.send(true);
     if let Some(server) = metrics_server {
         if let Ok(Err(e)) = server.await {
@@ -159,6 +172,9 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     while redis.join_next().await.is_some() {}
     node.shutdown().await;
     tracing::info!("stopped");
+    if let Ok(error) = failed_rx.try_recv() {
+        anyhow::bail!("raft stopped: {error}");
+    }
     result
 }
 

@@ -156,6 +156,24 @@ impl Cairn {
         }
     }
 
+    /// Waits for the server to exit by itself: its exit status code (None if a signal ended
+    /// it), or Err after `timeout` with it still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.as_mut().map(|c| c.try_wait()) {
+                None => return Err("not running".into()),
+                Some(Ok(Some(status))) => {
+                    self.child = None;
+                    return Ok(status.code());
+                }
+                Some(Ok(None)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Some(Ok(None)) => return Err(format!("still running after {timeout:?}")),
+                Some(Err(e)) => return Err(e.to_string()),
+            }
+        }
+    }
+
     /// SIGTERM, then waits for a clean exit; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
         terminate(self.child.take()?)

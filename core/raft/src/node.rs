@@ -490,6 +490,21 @@ impl CairnNode {
         &self.inner.config.name
     }
 
+    /// Returns when Raft stops by itself: a storage error (a disk that fails a write or a read)
+    /// or a panic in one of its tasks. The member then neither writes nor reads; etcd exits on
+    /// such an error, so that its supervisor restarts it, and so does the server.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.inner.metrics.clone();
+        loop {
+            if let Err(e) = &metrics.borrow_and_update().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".into();
+            }
+        }
+    }
+
     /// Stops Raft and flushes the memtables, so the next start replays no WAL; the store is
     /// closed when the last handle is dropped.
     pub async fn shutdown(&self) {
