@@ -55,6 +55,7 @@ impl StateMachine {
     /// Opens the state machine on `db`, keeping snapshot files in `snapshot_dir`.
     pub fn open(db: Arc<Db>, snapshot_dir: PathBuf) -> Result<Self, StorageError> {
         std::fs::create_dir_all(&snapshot_dir).map_err(storage_err)?;
+        remove_snapshot_files(&snapshot_dir).map_err(storage_err)?;
         let reader = Reader::snapshot(&db);
         let applied = match reader.get_meta(layout::META_APPLIED).map_err(storage_err)? {
             Some(b) => postcard::from_bytes(&b).map_err(storage_err)?,
@@ -205,6 +206,20 @@ impl StateMachine {
     }
 }
 
+/// Deletes the snapshot files a previous run left: the store is what holds the state, a
+/// snapshot file is only its copy for sending to a follower, and after a restart none is
+/// current (the first one needed is built anew). Without this every restart would leave one
+/// full copy of the store behind, and a crash a half-built or half-received one.
+fn remove_snapshot_files(dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "snap") {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// Builds a snapshot on a consistent view, off the apply path.
 pub struct SnapshotBuilder {
     db: Arc<Db>,
@@ -289,7 +304,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .open(&path)
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, io_err(e)))?;
-        self.receiving = Some(path);
+        // A transfer the leader gave up on (and started over) leaves its file: delete it.
+        if let Some(abandoned) = self.receiving.replace(path) {
+            let _ = std::fs::remove_file(abandoned);
+        }
         Ok(Box::new(file))
     }
 

@@ -43,3 +43,39 @@ async fn the_current_snapshot_stays_readable_while_newer_ones_replace_it() {
     let files = std::fs::read_dir(dir.path().join("snap")).unwrap().count();
     assert_eq!(files, 1, "replaced snapshots are deleted");
 }
+
+#[tokio::test]
+async fn snapshot_files_of_an_earlier_run_are_deleted_on_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap");
+    let db = Arc::new(open_db(&dir.path().join("db"), &DbOptions::default()).unwrap());
+    {
+        let mut sm = StateMachine::open(db.clone(), snap.clone()).unwrap();
+        sm.apply((1..=10).map(entry)).await.unwrap();
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    }
+    // A crash while building one and while receiving one.
+    std::fs::write(snap.join("building-1.snap"), b"half").unwrap();
+    std::fs::write(snap.join("receiving-2.snap"), b"half").unwrap();
+    std::fs::write(snap.join("notes.txt"), b"not ours").unwrap();
+    assert_eq!(std::fs::read_dir(&snap).unwrap().count(), 4);
+
+    let mut sm = StateMachine::open(db.clone(), snap.clone()).unwrap();
+    assert!(sm.get_current_snapshot().await.unwrap().is_none(), "no snapshot is current after a restart");
+    let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&snap).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, vec![format!("{}.snap", built.meta.snapshot_id), "notes.txt".to_string()]);
+}
+
+#[tokio::test]
+async fn a_snapshot_transfer_started_over_leaves_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap");
+    let db = Arc::new(open_db(&dir.path().join("db"), &DbOptions::default()).unwrap());
+    let mut sm = StateMachine::open(db.clone(), snap.clone()).unwrap();
+    drop(sm.begin_receiving_snapshot().await.unwrap());
+    drop(sm.begin_receiving_snapshot().await.unwrap());
+    assert_eq!(std::fs::read_dir(&snap).unwrap().count(), 1, "the abandoned transfer's file is deleted");
+}
