@@ -16,11 +16,23 @@ fn entry(index: u64) -> Entry<cairn_raft::TypeConfig> {
     Entry { log_id: LogId::new(CommittedLeaderId::new(1u64, 1u64), index), payload: EntryPayload::Normal(Batch(vec![put].into())) }
 }
 
+/// A temporary directory with a store (`db`) and a snapshot directory (`snap`).
+struct Dirs {
+    _tmp: tempfile::TempDir,
+    db: Arc<rocksdb::DB>,
+    snap: std::path::PathBuf,
+}
+
+fn dirs() -> Dirs {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Arc::new(open_db(&tmp.path().join("db"), &DbOptions::default()).unwrap());
+    Dirs { snap: tmp.path().join("snap"), db, _tmp: tmp }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_current_snapshot_stays_readable_while_newer_ones_replace_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(open_db(&dir.path().join("db"), &DbOptions::default()).unwrap());
-    let mut sm = StateMachine::open(db.clone(), dir.path().join("snap")).unwrap();
+    let d = dirs();
+    let mut sm = StateMachine::open(d.db.clone(), d.snap.clone()).unwrap();
     sm.apply((1..=50).map(entry)).await.unwrap();
     sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
 
@@ -40,15 +52,14 @@ async fn the_current_snapshot_stays_readable_while_newer_ones_replace_it() {
     }
     builds.await.unwrap();
     assert!(reads > 0);
-    let files = std::fs::read_dir(dir.path().join("snap")).unwrap().count();
+    let files = std::fs::read_dir(&d.snap).unwrap().count();
     assert_eq!(files, 1, "replaced snapshots are deleted");
 }
 
 #[tokio::test]
 async fn snapshot_files_of_an_earlier_run_are_deleted_on_opening() {
-    let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("snap");
-    let db = Arc::new(open_db(&dir.path().join("db"), &DbOptions::default()).unwrap());
+    let d = dirs();
+    let (db, snap) = (&d.db, &d.snap);
     {
         let mut sm = StateMachine::open(db.clone(), snap.clone()).unwrap();
         sm.apply((1..=10).map(entry)).await.unwrap();
@@ -71,11 +82,9 @@ async fn snapshot_files_of_an_earlier_run_are_deleted_on_opening() {
 
 #[tokio::test]
 async fn a_snapshot_transfer_started_over_leaves_one_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("snap");
-    let db = Arc::new(open_db(&dir.path().join("db"), &DbOptions::default()).unwrap());
-    let mut sm = StateMachine::open(db.clone(), snap.clone()).unwrap();
+    let d = dirs();
+    let mut sm = StateMachine::open(d.db.clone(), d.snap.clone()).unwrap();
     drop(sm.begin_receiving_snapshot().await.unwrap());
     drop(sm.begin_receiving_snapshot().await.unwrap());
-    assert_eq!(std::fs::read_dir(&snap).unwrap().count(), 1, "the abandoned transfer's file is deleted");
+    assert_eq!(std::fs::read_dir(&d.snap).unwrap().count(), 1, "the abandoned transfer's file is deleted");
 }
