@@ -207,13 +207,15 @@ impl StateMachine {
 }
 
 /// Deletes the snapshot files a previous run left: the store is what holds the state, a
-/// snapshot file is only its copy for sending to a follower, and after a restart none is
-/// current (the first one needed is built anew). Without this every restart would leave one
-/// full copy of the store behind, and a crash a half-built or half-received one.
+/// snapshot file is only its copy for sending to a follower (`.snap`) or to a client
+/// (`client-*.tmp`, deleted once sent), and after a restart none is current (the first one
+/// needed is built anew). Without this every restart would leave one full copy of the store
+/// behind, and a crash a half-built, half-received or half-sent one.
 fn remove_snapshot_files(dir: &std::path::Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "snap") {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.ends_with(".snap") || (name.starts_with("client-") && name.ends_with(".tmp")) {
             std::fs::remove_file(&path)?;
         }
     }

@@ -68,8 +68,10 @@ async fn snapshot_files_of_an_earlier_run_are_deleted_on_opening() {
     // A crash while building one and while receiving one.
     std::fs::write(snap.join("building-1.snap"), b"half").unwrap();
     std::fs::write(snap.join("receiving-2.snap"), b"half").unwrap();
+    // And while streaming one to a client (`etcdctl snapshot save`).
+    std::fs::write(snap.join("client-3.tmp"), b"half").unwrap();
     std::fs::write(snap.join("notes.txt"), b"not ours").unwrap();
-    assert_eq!(std::fs::read_dir(&snap).unwrap().count(), 4);
+    assert_eq!(std::fs::read_dir(snap).unwrap().count(), 5);
 
     let mut sm = StateMachine::open(db.clone(), snap.clone()).unwrap();
     assert!(sm.get_current_snapshot().await.unwrap().is_none(), "no snapshot is current after a restart");
