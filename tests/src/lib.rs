@@ -159,19 +159,10 @@ impl Cairn {
     /// Waits for the server to exit by itself: its exit status code (None if a signal ended
     /// it), or Err after `timeout` with it still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.as_mut().map(|c| c.try_wait()) {
-                None => return Err("not running".into()),
-                Some(Ok(Some(status))) => {
-                    self.child = None;
-                    return Ok(status.code());
-                }
-                Some(Ok(None)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                Some(Ok(None)) => return Err(format!("still running after {timeout:?}")),
-                Some(Err(e)) => return Err(e.to_string()),
-            }
-        }
+        let child = self.child.as_mut().ok_or("not running")?;
+        let status = wait_for_exit(child, timeout).ok_or_else(|| format!("still running after {timeout:?}"))?;
+        self.child = None;
+        Ok(status.code())
     }
 
     /// SIGTERM, then waits for a clean exit; returns the exit status code.
@@ -184,14 +175,24 @@ impl Cairn {
 /// to be killed.
 pub fn terminate(mut c: Child) -> Option<i32> {
     let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(Some(status)) = c.try_wait() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
+    match wait_for_exit(&mut c, Duration::from_secs(15)) {
+        Some(status) => status.code(),
+        None => {
             let _ = c.kill();
             let _ = c.wait();
+            None
+        }
+    }
+}
+
+/// Waits up to `timeout` for `c` to exit: its status, or None while it still runs.
+fn wait_for_exit(c: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = c.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));

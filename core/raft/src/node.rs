@@ -31,7 +31,7 @@ use crate::metrics;
 use crate::network::NoPeers;
 use crate::peer::{MemberInfo, MembershipChange, NoLink, PeerLink, PeerRequest, PeerResponse};
 use crate::state_machine::StateMachine;
-use crate::types::{Batch, BatchResponse, CommandResponse, MemberNode, TypeConfig};
+use crate::types::{Batch, CommandResponse, MemberNode, TypeConfig};
 use crate::watch_hub::WatchHub;
 
 /// The version Cairn reports where etcd reports its own: the etcd API level it serves.
@@ -495,14 +495,11 @@ impl CairnNode {
     /// such an error, so that its supervisor restarts it, and so does the server.
     pub async fn failed(&self) -> String {
         let mut metrics = self.inner.metrics.clone();
-        loop {
-            if let Err(e) = &metrics.borrow_and_update().running_state {
-                return e.to_string();
-            }
-            if metrics.changed().await.is_err() {
-                return "raft stopped".into();
-            }
-        }
+        let error = match metrics.wait_for(|m| m.running_state.is_err()).await {
+            Ok(m) => m.running_state.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+            Err(_) => "raft stopped".into(),
+        };
+        error
     }
 
     /// Stops Raft and flushes the memtables, so the next start replays no WAL; the store is
@@ -801,16 +798,11 @@ impl CairnNode {
                 let result = tokio::select! {
                     biased;
                     Ok(answer) = &mut registration.answer => Ok(answer),
-                    written = &mut write => written.map(|resp| resp.data),
-                };
-                // openraft's copy of an entry answered directly is empty. The direct answer was
-                // sent before it, but this task may have looked at the direct answer just before
-                // it came and at openraft's copy just after (the thread preempted in between).
-                let result = match result {
-                    Ok(BatchResponse(copy)) if copy.is_empty() && !commands.is_empty() => {
-                        Ok(registration.answer.try_recv().map_err(|_| StoreError::Internal("no outcome for a command".into()))?)
-                    }
-                    other => other,
+                    // openraft's copy of an entry answered directly is empty. The direct answer
+                    // was sent before it, but this task may have looked for the direct answer
+                    // just before it came and at openraft's copy just after (the thread
+                    // preempted in between): a direct answer waiting here is the one to take.
+                    written = &mut write => written.map(|resp| registration.answer.try_recv().unwrap_or(resp.data)),
                 };
                 match result {
                     Ok(answer) => return Ok(answer.0.into_iter().map(outcome_of).collect()),
@@ -1497,7 +1489,7 @@ impl cairn_api::Maintenance for CairnNode {
         self.allow_admin()?;
         let dir = self.inner.config.data_dir.join("member").join("snap");
         let db = self.inner.db.clone();
-        let path = dir.join(format!("client-{:x}.tmp", rand::random::<u64>()));
+        let path = crate::state_machine::client_copy_path(&dir);
         let dump_path = path.clone();
         tokio::task::spawn_blocking(move || crate::snapshot::write_snapshot(&db, &dump_path))
             .await

@@ -206,6 +206,14 @@ impl StateMachine {
     }
 }
 
+const CLIENT_COPY_PREFIX: &str = "client-";
+
+/// Where a copy of the store for a client (`etcdctl snapshot save`) is written in `dir`, the
+/// snapshot directory, before it is streamed and deleted.
+pub(crate) fn client_copy_path(dir: &std::path::Path) -> PathBuf {
+    dir.join(format!("{CLIENT_COPY_PREFIX}{:x}.tmp", rand::random::<u64>()))
+}
+
 /// Deletes the snapshot files a previous run left: the store is what holds the state, a
 /// snapshot file is only its copy for sending to a follower (`.snap`) or to a client
 /// (`client-*.tmp`, deleted once sent), and after a restart none is current (the first one
@@ -215,7 +223,7 @@ fn remove_snapshot_files(dir: &std::path::Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.ends_with(".snap") || (name.starts_with("client-") && name.ends_with(".tmp")) {
+        if name.ends_with(".snap") || (name.starts_with(CLIENT_COPY_PREFIX) && name.ends_with(".tmp")) {
             std::fs::remove_file(&path)?;
         }
     }
