@@ -493,13 +493,16 @@ impl CairnNode {
     /// Returns when Raft stops by itself: a storage error (a disk that fails a write or a read)
     /// or a panic in one of its tasks. The member then neither writes nor reads; etcd exits on
     /// such an error, so that its supervisor restarts it, and so does the server.
+    ///
+    /// It waits on openraft's server metrics, which change only with the role, the vote, the
+    /// leader or the membership, and close when the core stops (after it has recorded why in
+    /// `running_state`). The full metrics change with every entry: a waiter on those would be
+    /// woken, on another thread, for every write.
     pub async fn failed(&self) -> String {
-        let mut metrics = self.inner.metrics.clone();
-        let error = match metrics.wait_for(|m| m.running_state.is_err()).await {
-            Ok(m) => m.running_state.as_ref().err().map(ToString::to_string).unwrap_or_default(),
-            Err(_) => "raft stopped".into(),
-        };
-        error
+        let mut server = self.inner.raft.server_metrics();
+        while server.changed().await.is_ok() {}
+        let error = self.inner.metrics.borrow().running_state.as_ref().err().map(ToString::to_string);
+        error.unwrap_or_else(|| "raft stopped".into())
     }
 
     /// Stops Raft and flushes the memtables, so the next start replays no WAL; the store is
