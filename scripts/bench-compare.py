@@ -520,25 +520,19 @@ def print_table(out):
     print(f"| workload | Cairn req/s | etcd req/s | ratio | Cairn p50/p99 ms | etcd p50/p99 ms | p99 ratio | server CPU us/req C/E | errors C/E |"
           + (" ratio per round |" if rounds > 1 else ""))
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if rounds > 1 else ""))
-    for key, by in res.items():
-        c, e = by.get("cairn"), by.get("etcd35")
-        if not c or not e:
-            continue
-        cl, el = c["latency_ms"], e["latency_ms"]
-        print(f"| {key} | {c['throughput']:.0f} | {e['throughput']:.0f} | {ratio(c['throughput'], e['throughput']):.2f} "
-              f"| {cl['p50']:.2f} / {cl['p99']:.2f} | {el['p50']:.2f} / {el['p99']:.2f} "
-              f"| {ratio(cl['p99'], el['p99']):.2f} | {cpu_us(c)} / {cpu_us(e)} | {c['errors']}/{e['errors']} |"
-              + (f" {' '.join(f'{x:.2f}' for x in by.get('round_ratios', []))} |" if rounds > 1 else ""))
-    # etcd 3.4 waits for its WAL fsync on one node too: the like-for-like durability there.
-    for key, by in res.items():
-        c, e = by.get("cairn"), by.get("etcd34")
-        if not c or not e:
-            continue
-        cl, el = c["latency_ms"], e["latency_ms"]
-        print(f"| {key} vs etcd 3.4 | {c['throughput']:.0f} | {e['throughput']:.0f} | {ratio(c['throughput'], e['throughput']):.2f} "
-              f"| {cl['p50']:.2f} / {cl['p99']:.2f} | {el['p50']:.2f} / {el['p99']:.2f} "
-              f"| {ratio(cl['p99'], el['p99']):.2f} | {cpu_us(c)} / {cpu_us(e)} | {c['errors']}/{e['errors']} |"
-              + (" |" if rounds > 1 else ""))
+    # etcd 3.5 first; then etcd 3.4, which waits for its WAL fsync on one node too (the
+    # like-for-like durability there).
+    for etcd, suffix in (("etcd35", ""), ("etcd34", " vs etcd 3.4")):
+        for key, by in res.items():
+            c, e = by.get("cairn"), by.get(etcd)
+            if not c or not e:
+                continue
+            cl, el = c["latency_ms"], e["latency_ms"]
+            per_round = by.get("round_ratios", []) if etcd == "etcd35" else []
+            print(f"| {key}{suffix} | {c['throughput']:.0f} | {e['throughput']:.0f} | {ratio(c['throughput'], e['throughput']):.2f} "
+                  f"| {cl['p50']:.2f} / {cl['p99']:.2f} | {el['p50']:.2f} / {el['p99']:.2f} "
+                  f"| {ratio(cl['p99'], el['p99']):.2f} | {cpu_us(c)} / {cpu_us(e)} | {c['errors']}/{e['errors']} |"
+                  + (f" {' '.join(f'{x:.2f}' for x in per_round)} |" if rounds > 1 else ""))
     if out["rss_mb"]:
         print("\n| RSS after the workloads (MB) | Cairn | etcd | ratio |\n|---|---:|---:|---:|")
         for label, by in out["rss_mb"].items():
