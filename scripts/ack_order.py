@@ -77,8 +77,9 @@ def parse_calls(lines):
 
 
 def headers_streams(data):
-    """The stream ids of the HTTP/2 HEADERS frames in `data` (a request's or an answer's
-    start; the server's connection preface and SETTINGS come first and are skipped)."""
+    """The stream ids of the HTTP/2 HEADERS frames in `data`: the frames one read or write
+    carried, where a HEADERS frame starts a request or an answer. The client's connection
+    preface, which is not a frame, is skipped."""
     if data.startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"):
         data = data[24:]
     at, streams = 0, []
@@ -130,10 +131,12 @@ def measure(pid, client_port, bench_bin, puts=50, workdir=None):
     """Watches server `pid` while `puts` puts go one at a time to `client_port`."""
     workdir = workdir or tempfile.mkdtemp(prefix="ack-order-")
     trace = os.path.join(workdir, f"strace-{pid}.txt")
-    strace = subprocess.Popen(
-        ["strace", "-f", "-tt", "-T", "-yy", "-xx", "-s", "65536", "-o", trace, "-p", str(pid),
-         "-e", "trace=read,readv,recvfrom,recvmsg,write,writev,pwrite64,pwritev,sendmsg,sendto,fdatasync,fsync", "-e", "signal=none"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(trace + ".log", "w") as errors:  # strace's own messages
+        strace = subprocess.Popen(
+            ["strace", "-f", "-tt", "-T", "-yy", "-xx", "-s", "65536", "-o", trace, "-p", str(pid),
+             "-e", "trace=read,readv,recvfrom,recvmsg,write,writev,pwrite64,pwritev,sendmsg,sendto,fdatasync,fsync",
+             "-e", "signal=none"],
+            stdout=subprocess.DEVNULL, stderr=errors)
     # strace says "Process N attached" once per thread; give it the moment it needs.
     time.sleep(1.0)
     try:
