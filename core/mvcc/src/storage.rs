@@ -42,6 +42,12 @@ pub fn open_db(path: &Path, opts: &DbOptions) -> Result<Db, rocksdb::Error> {
             // The log is appended and purged in order: no point in compressing or filtering it.
             o.set_compression_type(rocksdb::DBCompressionType::None);
         }
+        if name == crate::layout::CF_KV {
+            // Every put looks up the key's latest version here first. A bloom filter over the
+            // memtable's keys lets a lookup of a key the memtable lacks skip the skiplist.
+            o.set_memtable_prefix_bloom_ratio(0.1);
+            o.set_memtable_whole_key_filtering(true);
+        }
         if name == crate::layout::CF_META {
             // A handful of keys, two of them (the revision, the applied log id) rewritten with
             // every entry: a memtable keeps every one of those versions until it is flushed,
