@@ -65,7 +65,7 @@ fn main() -> ExitCode {
 /// then ran at once and sent that one answer in a `writev` of its own: 0.93 per put at 100
 /// clients. Without the slot the woken connection tasks queue behind the other answered
 /// streams and each sends all of its connection's answers together: 0.18 `writev` per put,
-/// server CPU per put 47-68 -> 44-51 us, serializable reads 24-26 -> 19-20 us (BENCHMARKS.md).
+/// server CPU per put 47-68 -> 44-51 us, serializable reads 24-26 -> 18.5-20 us (BENCHMARKS.md, run 5).
 fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
