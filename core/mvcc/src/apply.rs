@@ -5,10 +5,11 @@
 //! compacted revision, ...) leaves the batch untouched and answers the error, so every member
 //! refuses it alike. Reads inside a txn see the txn's earlier writes through an overlay.
 //!
-//! Puts may share one write batch (one RocksDB write) with the puts before them in the same
-//! log entry: a put reads only its own key's latest version, which the applier then finds among
-//! the batch's unwritten writes ([`Applier::shares_batch`]). Every other command is applied
-//! into a batch of its own, after the shared one is written.
+//! Puts, and txns that compare single keys and only put, may share one write batch (one
+//! RocksDB write) with such commands before them in the same log entry: they read only their
+//! own keys' latest versions, which the applier then finds among the batch's unwritten writes
+//! ([`Applier::shares_batch`]). Every other command is applied into a batch of its own, after
+//! the shared one is written.
 
 use cairn_api::{
     AlarmKind, AlarmMember, Event, EventKind,
@@ -148,9 +149,24 @@ impl Applier {
 
     /// Whether `cmd` may be applied into a batch holding earlier commands' unwritten writes:
     /// a put reads nothing but its own key's latest version (and whether its lease exists,
-    /// which only commands that do not share batches change).
+    /// which only commands that do not share batches change), and neither does a txn whose
+    /// compares are on single keys and whose ops, in both branches, are puts and such txns
+    /// (a lock's or an election's create-if-absent, a compare-and-swap). Ranges and deletes
+    /// read ranges of keys, which the unwritten writes are not indexed for.
     pub fn shares_batch(cmd: &WriteCommand) -> bool {
-        matches!(cmd.inner(), WriteCommand::Put(_))
+        fn single_key_puts(t: &TxnRequest) -> bool {
+            t.compare.iter().all(|c| c.range_end.is_empty())
+                && t.success.iter().chain(&t.failure).all(|op| match op {
+                    RequestOp::Put(_) => true,
+                    RequestOp::Txn(inner) => single_key_puts(inner),
+                    RequestOp::Range(_) | RequestOp::DeleteRange(_) => false,
+                })
+        }
+        match cmd.inner() {
+            WriteCommand::Put(_) => true,
+            WriteCommand::Txn(t) => single_key_puts(t),
+            _ => false,
+        }
     }
 
     /// The batch the commands since the last call were applied into is now in the database.
@@ -480,7 +496,13 @@ impl Pending<'_, '_> {
     }
 
     fn compare(&self, c: &Compare) -> Result<bool> {
-        let kvs = self.live_in(&c.key, &c.range_end)?;
+        // One key: its latest version, also from the batch's unwritten writes (a txn that
+        // compares only single keys shares batches, see `Applier::shares_batch`).
+        let kvs = if c.range_end.is_empty() {
+            self.latest(&c.key)?.into_iter().collect()
+        } else {
+            self.live_in(&c.key, &c.range_end)?
+        };
         if kvs.is_empty() {
             if matches!(c.target, CompareTarget::Value(_)) {
                 return Ok(false);

@@ -119,7 +119,8 @@ impl StateMachine {
         };
         let started = std::time::Instant::now();
         let mut responses = Vec::with_capacity(commands.len());
-        // Consecutive puts share one write batch; every other command gets a batch of its own.
+        // Consecutive commands that share batches (puts, txns of single-key compares and puts:
+        // `Applier::shares_batch`) share one write batch; every other command gets one of its own.
         let mut batch = WriteBatch::default();
         let mut unpublished: Vec<(i64, Vec<cairn_api::Event>)> = Vec::new();
         for (i, cmd) in commands.iter().enumerate() {

@@ -55,7 +55,7 @@ fn put_prev(k: &str, v: &str) -> WriteCommand {
 }
 
 /// Consecutive puts share one write batch; each must still see the ones before it, and the
-/// commands that do not share (a delete, a txn) must see everything before them.
+/// commands that do not share (a delete, a txn that reads a range) must see everything before them.
 #[tokio::test]
 async fn puts_sharing_a_batch_see_each_other() {
     use cairn_api::{DeleteRangeRequest, RangeRequest, RequestOp, TxnRequest};
@@ -121,4 +121,73 @@ async fn puts_sharing_a_batch_see_each_other() {
     assert!(reader.get_meta(layout::META_APPLYING).unwrap().is_none());
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(1));
+}
+
+/// Txns whose compares are on single keys and whose ops are puts share the puts' batch too:
+/// their compares must see the unwritten writes before them, or two lock holders (create if
+/// absent) in one entry would both win.
+#[tokio::test]
+async fn single_key_txns_sharing_a_batch_see_the_writes_before_them() {
+    use cairn_api::{Compare, CompareResult, CompareTarget, RequestOp, ResponseOp, TxnRequest};
+    use cairn_mvcc::ApplyOutcome;
+    use cairn_raft::CommandResponse;
+
+    let cmp = |key: &str, range_end: &str, target: CompareTarget| Compare {
+        key: key.into(),
+        range_end: range_end.into(),
+        result: CompareResult::Equal,
+        target,
+    };
+    let put_op = |k: &str, v: &str| {
+        RequestOp::Put(PutRequest { key: k.into(), value: v.into(), prev_kv: true, ..Default::default() })
+    };
+    let txn = |compare: Vec<Compare>, success: Vec<RequestOp>| {
+        WriteCommand::Txn(TxnRequest { compare, success, failure: vec![] })
+    };
+    let lock = |owner: &str| txn(vec![cmp("lock", "", CompareTarget::CreateRevision(0))], vec![put_op("lock", owner)]);
+    let mut a_to_c_changed_after_3 = cmp("a", "c", CompareTarget::ModRevision(3));
+    a_to_c_changed_after_3.result = CompareResult::Greater;
+    let commands = vec![
+        put_prev("a", "1"),                                                                   // rev 2
+        lock("owner-1"),                                                                       // rev 3
+        lock("owner-2"),                                                                       // refused: lock exists
+        txn(vec![cmp("a", "", CompareTarget::Value(b"1".to_vec()))], vec![put_op("a", "2")]), // rev 4
+        txn(
+            vec![cmp("a", "", CompareTarget::ModRevision(4))],
+            vec![RequestOp::Txn(TxnRequest { success: vec![put_op("b", "1")], ..Default::default() })],
+        ), // rev 5
+        // A range compare does not share; it sees a (rev 4) and b (rev 5), both after 3.
+        txn(vec![a_to_c_changed_after_3], vec![put_op("c", "1")]), // rev 6
+    ];
+    assert!(commands[1..5].iter().all(Applier::shares_batch));
+    assert!(!Applier::shares_batch(&commands[5]));
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(open_db(&dir.path().join("db"), &DbOptions::default()).unwrap());
+    let mut sm = StateMachine::open(db.clone(), dir.path().join("snap")).unwrap();
+    let out = sm.apply([entry(1, commands)]).await.unwrap();
+    let txn_out = |i: usize| match &out[0].0[i] {
+        CommandResponse::Applied(ApplyOutcome::Txn(t)) => t.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(txn_out(1).succeeded, "the first lock holder wins");
+    assert!(!txn_out(2).succeeded, "the second sees the first's unwritten put");
+    let cas = txn_out(3);
+    assert!(cas.succeeded, "the compare-and-swap sees a=1, still unwritten");
+    match &cas.responses[0] {
+        ResponseOp::Put(p) => assert_eq!(p.prev_kv.as_ref().map(|kv| kv.value.clone()), Some(b"1".to_vec())),
+        other => panic!("{other:?}"),
+    }
+    assert!(txn_out(4).succeeded, "a's mod revision is the CAS's");
+    assert!(txn_out(5).succeeded, "a range compare sees a and b");
+
+    let reader = Reader::snapshot(&db);
+    assert_eq!(reader.meta().unwrap().revision, 6);
+    let latest = |k: &[u8]| reader.get_latest(k).unwrap().unwrap();
+    let l = latest(b"lock");
+    assert_eq!((l.value.as_slice(), l.version, l.mod_revision), (&b"owner-1"[..], 1, 3));
+    let a = latest(b"a");
+    assert_eq!((a.value.as_slice(), a.version, a.mod_revision), (&b"2"[..], 2, 4));
+    assert_eq!(latest(b"b").mod_revision, 5);
+    assert_eq!(latest(b"c").mod_revision, 6);
 }
