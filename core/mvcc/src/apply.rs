@@ -472,7 +472,13 @@ impl Pending<'_, '_> {
         Ok(PutResponse { header: ResponseHeader::default(), prev_kv: if req.prev_kv { prev } else { None } })
     }
 
+    /// The live keys in `[key, range_end)`; one key (no `range_end`) is looked up as its
+    /// latest version, which also finds the batch's unwritten writes (txns that compare only
+    /// single keys share batches, see `Applier::shares_batch`).
     fn live_in(&self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
+        if range_end.is_empty() {
+            return Ok(self.latest(key)?.into_iter().collect());
+        }
         let req = cairn_api::RangeRequest { key: key.to_vec(), range_end: range_end.to_vec(), ..Default::default() };
         // Counters as they are before this command: ranges see the overlay at the pending revision.
         Ok(self.reader.range_with(&req, self.meta, &self.overlay)?.kvs)
@@ -496,13 +502,7 @@ impl Pending<'_, '_> {
     }
 
     fn compare(&self, c: &Compare) -> Result<bool> {
-        // One key: its latest version, also from the batch's unwritten writes (a txn that
-        // compares only single keys shares batches, see `Applier::shares_batch`).
-        let kvs = if c.range_end.is_empty() {
-            self.latest(&c.key)?.into_iter().collect()
-        } else {
-            self.live_in(&c.key, &c.range_end)?
-        };
+        let kvs = self.live_in(&c.key, &c.range_end)?;
         if kvs.is_empty() {
             if matches!(c.target, CompareTarget::Value(_)) {
                 return Ok(false);
