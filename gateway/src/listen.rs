@@ -23,6 +23,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use cairn_etcd_v3::write_coalescing::WriteCoalescing;
+
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,7 +97,9 @@ pub struct ConnInfo {
 }
 
 enum Io {
-    Plain(TcpStream),
+    /// Plain TCP, its small writes gathered until the protocol flushes
+    /// ([`cairn_etcd_v3::write_coalescing`]).
+    Plain(WriteCoalescing<TcpStream>),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
@@ -222,7 +226,8 @@ async fn accept_loop(listener: Listener, limits: AcceptLimits, tx: tokio::sync::
         let tcp_info = tcp.connect_info();
         match &listener.tls {
             None => {
-                let conn = Conn { io: Io::Plain(tcp), info: ConnInfo { tcp: tcp_info, cert_cn: None }, _permit: Some(permit) };
+                let io = Io::Plain(WriteCoalescing::new(tcp));
+                let conn = Conn { io, info: ConnInfo { tcp: tcp_info, cert_cn: None }, _permit: Some(permit) };
                 if tx.send(Ok(conn)).await.is_err() {
                     return;
                 }

@@ -19,6 +19,7 @@ mod maintenance;
 mod watch;
 pub mod lenient_authority;
 pub mod tls_identity;
+pub mod write_coalescing;
 
 pub use auth::AuthService;
 
