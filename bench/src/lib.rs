@@ -10,6 +10,7 @@
 //! `lease-keepalive`. The run is bounded by `--total` requests or a `--duration`; the report
 //! (text, or JSON with `--json`) has throughput, latency percentiles and errors.
 
+mod connection;
 mod keys;
 mod report;
 mod run;
@@ -148,7 +149,7 @@ pub enum BenchError {
     #[error("invalid option: {0}")]
     Usage(String),
     #[error("cannot connect to {endpoint}: {source}")]
-    Connect { endpoint: String, source: tonic::transport::Error },
+    Connect { endpoint: String, source: connection::ConnectError },
     #[error("setup failed: {0}")]
     Setup(String),
     #[error("cannot write {path}: {source}")]

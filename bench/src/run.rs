@@ -9,16 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_etcd_v3::pb::etcdserverpb::{
-    kv_client::KvClient, watch_client::WatchClient, watch_request, PutRequest, WatchCreateRequest,
+    watch_request, PutRequest, WatchCreateRequest,
     WatchRequest,
 };
-use cairn_etcd_v3::write_coalescing::WriteCoalescing;
-use hyper_util::rt::TokioIo;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
 
+use crate::connection::Connection;
 use crate::keys;
 use crate::report::{Report, Stats};
 use crate::workloads::{self, Worker};
@@ -110,34 +107,15 @@ impl Progress {
     }
 }
 
-/// Opens `--conns` connections, spread over the endpoints round-robin. Each connection gathers
-/// its small writes until HTTP/2 flushes ([`WriteCoalescing`]), so requests that are ready
-/// together leave in one write, as the Go gRPC client of etcd's own benchmark tool sends them;
-/// otherwise each request over 256 bytes (a put of a 256-byte value) costs a `writev` of its
-/// own, and the load generator takes CPU that the server under test would use.
-async fn connect(args: &BenchArgs) -> Result<Vec<Channel>, BenchError> {
-    let mut channels = Vec::with_capacity(args.conns);
+/// Opens `--conns` connections, spread over the endpoints round-robin.
+async fn connect(args: &BenchArgs) -> Result<Vec<Connection>, BenchError> {
+    let mut connections = Vec::with_capacity(args.conns);
     for i in 0..args.conns {
         let ep = &args.endpoints[i % args.endpoints.len()];
-        let uri = if ep.contains("://") { ep.clone() } else { format!("http://{ep}") };
-        let err = |source| BenchError::Connect { endpoint: ep.clone(), source };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(err)?
-            .connect_timeout(Duration::from_secs(5))
-            .connect_with_connector(tower::service_fn(open_socket))
-            .await
-            .map_err(err)?;
-        channels.push(channel);
+        let connection = Connection::open(ep).await.map_err(|source| BenchError::Connect { endpoint: ep.clone(), source })?;
+        connections.push(connection);
     }
-    Ok(channels)
-}
-
-/// A TCP connection to `uri`'s host and port, without Nagle's delay, its writes gathered.
-async fn open_socket(uri: tonic::codegen::http::Uri) -> std::io::Result<TokioIo<WriteCoalescing<TcpStream>>> {
-    let host = uri.host().unwrap_or("127.0.0.1").trim_start_matches('[').trim_end_matches(']');
-    let tcp = TcpStream::connect((host, uri.port_u16().unwrap_or(2379))).await?;
-    tcp.set_nodelay(true)?;
-    Ok(TokioIo::new(WriteCoalescing::new(tcp)))
+    Ok(connections)
 }
 
 pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
@@ -150,12 +128,12 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     if args.endpoints.is_empty() {
         return Err(BenchError::Usage("no --endpoints".into()));
     }
-    let channels = connect(args).await?;
+    let connections = connect(args).await?;
     match &args.workload {
         Workload::WatchLatency { streams, watchers_per_stream, put_rate } => {
-            watch_latency(args, &channels, *streams, *watchers_per_stream, *put_rate).await
+            watch_latency(args, &connections, *streams, *watchers_per_stream, *put_rate).await
         }
-        _ => closed_loop(args, &channels).await,
+        _ => closed_loop(args, &connections).await,
     }
 }
 
@@ -170,13 +148,13 @@ async fn join_into(stats: &mut Stats, tasks: &mut JoinSet<Stats>, what: &str) {
 }
 
 /// put, range, txn-put, lease-keepalive: `--clients` tasks, each one request in flight.
-async fn closed_loop(args: &BenchArgs, channels: &[Channel]) -> Result<Report, BenchError> {
+async fn closed_loop(args: &BenchArgs, connections: &[Connection]) -> Result<Report, BenchError> {
     if let Workload::Range { prefill, .. } = &args.workload {
-        workloads::prefill(channels, args, (*prefill).max(1)).await?;
+        workloads::prefill(connections, args, (*prefill).max(1)).await?;
     }
     let mut workers = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
-        workers.push(Worker::new(i, channels[i % channels.len()].clone(), args).await?);
+        workers.push(Worker::new(i, connections[i % connections.len()].clone(), args).await?);
     }
     let budget = Arc::new(Budget::start(args));
     let done = Arc::new(AtomicU64::new(0));
@@ -209,7 +187,7 @@ async fn closed_loop(args: &BenchArgs, channels: &[Channel]) -> Result<Report, B
 /// latency sample, measured from just before the put was sent to the event's arrival.
 async fn watch_latency(
     args: &BenchArgs,
-    channels: &[Channel],
+    connections: &[Connection],
     streams: usize,
     watchers_per_stream: usize,
     put_rate: u64,
@@ -223,7 +201,7 @@ async fn watch_latency(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut watch_tasks = JoinSet::new();
     for s in 0..streams {
-        let mut client = WatchClient::new(channels[s % channels.len()].clone());
+        let mut client = connections[s % connections.len()].watch();
         let (tx, rx) = tokio::sync::mpsc::channel(watchers_per_stream + 1);
         for _ in 0..watchers_per_stream {
             let create = WatchCreateRequest { key: key.clone(), ..Default::default() };
@@ -279,7 +257,7 @@ async fn watch_latency(
     let start = Instant::now();
     let mut putters = JoinSet::new();
     for i in 0..args.clients {
-        let mut kv = KvClient::new(channels[i % channels.len()].clone());
+        let mut kv = connections[i % connections.len()].kv();
         let (budget, done, put_ok, sent, key) = (budget.clone(), done.clone(), put_ok.clone(), sent.clone(), key.clone());
         let (val_size, timeout, clients) = (args.val_size, args.timeout, args.clients);
         putters.spawn(async move {

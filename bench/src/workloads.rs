@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use cairn_etcd_v3::pb::etcdserverpb::{
-    kv_client::KvClient, lease_client::LeaseClient, request_op, LeaseGrantRequest,
+    kv_client::KvClient, request_op, LeaseGrantRequest,
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 use tonic::Streaming;
 
+use crate::connection::Connection;
 use crate::keys::{self, Rng};
 use crate::{BenchArgs, BenchError, Consistency, Workload};
 
@@ -37,9 +37,9 @@ impl KeyChoice {
 }
 
 enum Kind {
-    Put { kv: KvClient<Channel> },
-    Range { kv: KvClient<Channel>, serializable: bool, prefill: u64 },
-    Txn { kv: KvClient<Channel>, ops: u64 },
+    Put { kv: KvClient<Connection> },
+    Range { kv: KvClient<Connection>, serializable: bool, prefill: u64 },
+    Txn { kv: KvClient<Connection>, ops: u64 },
     Lease { id: i64, tx: mpsc::Sender<LeaseKeepAliveRequest>, rx: Streaming<LeaseKeepAliveResponse> },
 }
 
@@ -57,23 +57,23 @@ fn describe(status: &tonic::Status) -> String {
 }
 
 impl Worker {
-    /// Sets up client `index` on `channel` (for lease-keepalive this grants its lease and opens
+    /// Sets up client `index` on `connection` (for lease-keepalive this grants its lease and opens
     /// its keepalive stream, outside the measurement).
     pub async fn new(
         index: usize,
-        channel: Channel,
+        connection: Connection,
         args: &BenchArgs,
     ) -> Result<Worker, BenchError> {
         let kind = match &args.workload {
-            Workload::Put => Kind::Put { kv: KvClient::new(channel) },
+            Workload::Put => Kind::Put { kv: connection.kv() },
             Workload::Range { consistency, prefill } => Kind::Range {
-                kv: KvClient::new(channel),
+                kv: connection.kv(),
                 serializable: *consistency == Consistency::Serializable,
                 prefill: (*prefill).max(1),
             },
-            Workload::TxnPut { ops } => Kind::Txn { kv: KvClient::new(channel), ops: (*ops).max(1) },
+            Workload::TxnPut { ops } => Kind::Txn { kv: connection.kv(), ops: (*ops).max(1) },
             Workload::LeaseKeepalive { ttl } => {
-                let mut lease = LeaseClient::new(channel);
+                let mut lease = connection.lease();
                 let granted = lease
                     .lease_grant(LeaseGrantRequest { ttl: *ttl, id: 0 })
                     .await
@@ -167,11 +167,11 @@ impl Worker {
 }
 
 /// Writes the keys a range workload reads (`0..prefill`), with `clients` requests in flight.
-pub async fn prefill(channels: &[Channel], args: &BenchArgs, prefill: u64) -> Result<(), BenchError> {
+pub async fn prefill(connections: &[Connection], args: &BenchArgs, prefill: u64) -> Result<(), BenchError> {
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.clients.clamp(1, 64) {
-        let mut kv = KvClient::new(channels[i % channels.len()].clone());
+        let mut kv = connections[i % connections.len()].kv();
         let next = next.clone();
         let (key_size, val_size) = (args.key_size, args.val_size);
         tasks.spawn(async move {
