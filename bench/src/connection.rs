@@ -6,9 +6,8 @@
 //! get, and a lone client's latency includes its hops. Here a request goes from the client's
 //! task to the connection's task, as with the Go gRPC client of etcd's own benchmark tool.
 //!
-//! Each connection also gathers its small writes until HTTP/2 flushes ([`WriteCoalescing`]),
-//! so requests that are ready together leave in one write, as grpc-go sends them; otherwise a
-//! request over 256 bytes (a put of a 256-byte value) costs a `writev` of its own.
+//! Each connection also gathers its small writes until HTTP/2 flushes ([`WriteCoalescing`],
+//! whose comment says why), so requests that are ready together leave in one write.
 
 use std::future::Future;
 use std::pin::Pin;
