@@ -9,6 +9,7 @@ use rocksdb::{ReadOptions, Snapshot};
 use crate::codec::{decode, decode_i64, Change, LeaseRecord, Version};
 use crate::error::{MvccError, Result};
 use crate::layout::{self, CF_HISTORY, CF_KV, CF_LEASES, CF_LEASE_KEYS, CF_META};
+use crate::meta_cache::MetaCache;
 use crate::Db;
 
 /// Pending latest versions of keys changed earlier in the command being applied
@@ -61,17 +62,20 @@ impl<'a> KeySpan<'a> {
 pub struct Reader<'a> {
     db: &'a Db,
     snapshot: Option<Snapshot<'a>>,
+    /// Where the counters of a snapshot may be found without reading them
+    /// ([`Reader::with_meta_cache`]).
+    meta_cache: Option<&'a MetaCache>,
 }
 
 impl<'a> Reader<'a> {
     /// A consistent point-in-time view.
     pub fn snapshot(db: &'a Db) -> Self {
-        Reader { db, snapshot: Some(db.snapshot()) }
+        Reader { db, snapshot: Some(db.snapshot()), meta_cache: None }
     }
 
     /// The live database; only consistent while nothing else writes (the applier's case).
     pub(crate) fn live(db: &'a Db) -> Self {
-        Reader { db, snapshot: None }
+        Reader { db, snapshot: None, meta_cache: None }
     }
 
     fn opts(&self) -> ReadOptions {
@@ -111,8 +115,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Takes this snapshot's counters from `cache` when it has them ([`crate::meta_cache`]).
+    pub fn with_meta_cache(mut self, cache: &'a MetaCache) -> Self {
+        self.meta_cache = Some(cache);
+        self
+    }
+
     /// The revision counters of this view.
     pub fn meta(&self) -> Result<StoreMeta> {
+        if let (Some(cache), Some(snapshot)) = (self.meta_cache, &self.snapshot) {
+            if let Some(meta) = cache.for_snapshot(snapshot.sequence_number()) {
+                return Ok(meta);
+            }
+        }
         let revision = match self.get(CF_META, layout::META_REVISION)? {
             Some(b) => decode_i64(&b, "store revision")?,
             None => 1,

@@ -128,6 +128,8 @@ pub(crate) struct Inner {
     answers: Arc<crate::direct_answers::DirectAnswers>,
     pub(crate) hub: Arc<WatchHub>,
     pub(crate) db: Arc<Db>,
+    /// The store's revision counters as of the last write, so a read need not look them up.
+    meta_cache: Arc<cairn_mvcc::MetaCache>,
     metrics: watch::Receiver<RaftMetrics<u64, MemberNode>>,
     pub(crate) member_id: u64,
     cluster_id: u64,
@@ -271,6 +273,7 @@ impl CairnNode {
         let hub = state_machine.watch_hub();
         let auth = state_machine.auth_cache();
         let answers = state_machine.direct_answers();
+        let meta_cache = state_machine.meta_cache();
         let raft = Raft::new(member_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
@@ -298,6 +301,7 @@ impl CairnNode {
                 answers,
                 hub,
                 db,
+                meta_cache,
                 metrics,
                 member_id,
                 cluster_id,
@@ -651,8 +655,8 @@ impl CairnNode {
         &self,
         f: impl FnOnce(&Reader) -> Result<T, cairn_mvcc::MvccError> + Send + 'static,
     ) -> StoreResult<T> {
-        let db = self.inner.db.clone();
-        tokio::task::spawn_blocking(move || f(&Reader::snapshot(&db)).map_err(StoreError::from))
+        let (db, meta_cache) = (self.inner.db.clone(), self.inner.meta_cache.clone());
+        tokio::task::spawn_blocking(move || f(&Reader::snapshot(&db).with_meta_cache(&meta_cache)).map_err(StoreError::from))
             .await
             .map_err(|e| StoreError::Internal(e.to_string()))?
     }
@@ -660,7 +664,7 @@ impl CairnNode {
     /// Runs `f` on a consistent snapshot of the store right here, for reads of one key: a
     /// point lookup costs less than handing it to the blocking pool and back.
     pub(crate) fn read_now<T>(&self, f: impl FnOnce(&Reader) -> Result<T, cairn_mvcc::MvccError>) -> StoreResult<T> {
-        f(&Reader::snapshot(&self.inner.db)).map_err(StoreError::from)
+        f(&Reader::snapshot(&self.inner.db).with_meta_cache(&self.inner.meta_cache)).map_err(StoreError::from)
     }
 
     /// The backend's size on disk, measured at most every [`DB_SIZE_REFRESH_MS`].

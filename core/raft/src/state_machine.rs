@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use cairn_mvcc::layout::{self, CF_META};
-use cairn_mvcc::{Applier, Db, MvccError, Reader};
+use cairn_mvcc::{Applier, Db, MetaCache, MvccError, Reader};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
 use rocksdb::WriteBatch;
@@ -42,6 +42,9 @@ pub struct StateMachine {
     /// An entry whose commands were partly applied when the member last stopped.
     applying: Option<(LogId, usize)>,
     answers: Arc<DirectAnswers>,
+    /// The revision counters as of the last write, for readers ([`cairn_mvcc::MetaCache`]):
+    /// marked stale before every write of the store and set after it.
+    meta_cache: Arc<MetaCache>,
 }
 
 /// An entry whose apply takes longer than this counts as slow (etcd's threshold).
@@ -73,7 +76,10 @@ impl StateMachine {
         let applier = Applier::open(&db).map_err(storage_err)?;
         let hub = Arc::new(WatchHub::new(applier.meta().revision));
         hub.set_compact_revision(applier.meta().compact_revision);
+        let meta_cache = Arc::new(MetaCache::default());
+        meta_cache.written(db.latest_sequence_number(), applier.meta());
         Ok(StateMachine {
+            meta_cache,
             hub,
             applying,
             db,
@@ -90,6 +96,11 @@ impl StateMachine {
     /// Where proposers wait for their entry's answer straight from the apply.
     pub(crate) fn direct_answers(&self) -> Arc<DirectAnswers> {
         self.answers.clone()
+    }
+
+    /// The revision counters as of the last write, kept current here.
+    pub(crate) fn meta_cache(&self) -> Arc<MetaCache> {
+        self.meta_cache.clone()
     }
 
     /// The auth state as applied, kept current by the applier.
@@ -180,7 +191,7 @@ impl StateMachine {
         // Not synced: the log entry is already durable, and the applied id travels in the same
         // batch, so a lost batch is simply applied again after a crash.
         let commit = std::time::Instant::now();
-        self.db.write(batch).map_err(|e| StorageIOError::apply(log_id, io_err(e)))?;
+        self.write(log_id, batch)?;
         metrics::histogram!(crate::metrics::BACKEND_COMMIT).record(commit.elapsed().as_secs_f64());
         self.applier.batch_written();
         Ok(())
@@ -191,10 +202,18 @@ impl StateMachine {
         let progress = postcard::to_stdvec(&(log_id, done)).map_err(storage_err)?;
         batch.put_cf(meta_cf, layout::META_APPLYING, progress);
         let commit = std::time::Instant::now();
-        self.db.write(batch).map_err(|e| StorageIOError::apply(log_id, io_err(e)))?;
+        self.write(log_id, batch)?;
         metrics::histogram!(crate::metrics::BACKEND_COMMIT).record(commit.elapsed().as_secs_f64());
         self.applier.batch_written();
         self.applying = Some((log_id, done));
+        Ok(())
+    }
+
+    /// Writes a batch of the entry `log_id`, keeping the readers' counters right.
+    fn write(&mut self, log_id: LogId, batch: WriteBatch) -> Result<(), StorageError> {
+        self.meta_cache.writing();
+        self.db.write(batch).map_err(|e| StorageIOError::apply(log_id, io_err(e)))?;
+        self.meta_cache.written(self.db.latest_sequence_number(), self.applier.meta());
         Ok(())
     }
 
@@ -333,6 +352,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         use std::io::{Seek, SeekFrom};
         file.seek(SeekFrom::Start(0)).map_err(werr)?;
         let db = self.db.clone();
+        // Stale until the counters are read back from the installed state below.
+        self.meta_cache.writing();
         tokio::task::spawn_blocking(move || load_snapshot(&db, file))
             .await
             .map_err(|e| werr(std::io::Error::other(e)))?
@@ -348,6 +369,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.applying = None;
         self.membership = meta.last_membership.clone();
         self.applier.reload(&self.db).map_err(storage_err)?;
+        self.meta_cache.written(self.db.latest_sequence_number(), self.applier.meta());
         self.hub.reset(self.applier.meta().revision);
         self.hub.set_compact_revision(self.applier.meta().compact_revision);
         tracing::info!(
