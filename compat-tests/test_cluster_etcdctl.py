@@ -156,7 +156,7 @@ def membership_scenario(c: Cluster, workdir) -> list:
     # From here on, talk to the voters only (etcdctl may pick any endpoint).
     voters = ",".join(m.endpoint for m in c.members if m is not m4)
     c.endpoints = lambda: voters
-    found = re.search(rb"Member ([0-9a-f]+) added", add.stdout)
+    found = re.search(rb"Member +([0-9a-f]+) added", add.stdout)  # %16x: a short id is space-padded
     assert found, add.text()
     learner_id = found.group(1).decode()
 
