@@ -190,30 +190,27 @@ impl StateMachine {
         batch.delete_cf(meta_cf, layout::META_APPLYING);
         // Not synced: the log entry is already durable, and the applied id travels in the same
         // batch, so a lost batch is simply applied again after a crash.
-        let commit = std::time::Instant::now();
-        self.write(log_id, batch)?;
-        metrics::histogram!(crate::metrics::BACKEND_COMMIT).record(commit.elapsed().as_secs_f64());
-        self.applier.batch_written();
-        Ok(())
+        self.write(log_id, batch)
     }
 
     /// Writes `batch` together with "entry `log_id` applied up to command `done`".
     fn write_progress(&mut self, log_id: LogId, done: usize, mut batch: WriteBatch, meta_cf: &rocksdb::ColumnFamily) -> Result<(), StorageError> {
         let progress = postcard::to_stdvec(&(log_id, done)).map_err(storage_err)?;
         batch.put_cf(meta_cf, layout::META_APPLYING, progress);
-        let commit = std::time::Instant::now();
         self.write(log_id, batch)?;
-        metrics::histogram!(crate::metrics::BACKEND_COMMIT).record(commit.elapsed().as_secs_f64());
-        self.applier.batch_written();
         self.applying = Some((log_id, done));
         Ok(())
     }
 
-    /// Writes a batch of the entry `log_id`, keeping the readers' counters right.
+    /// Writes a batch of the entry `log_id`, timed as a backend commit, keeping the readers'
+    /// counters right and telling the applier its writes are in.
     fn write(&mut self, log_id: LogId, batch: WriteBatch) -> Result<(), StorageError> {
         self.meta_cache.writing();
+        let commit = std::time::Instant::now();
         self.db.write(batch).map_err(|e| StorageIOError::apply(log_id, io_err(e)))?;
+        metrics::histogram!(crate::metrics::BACKEND_COMMIT).record(commit.elapsed().as_secs_f64());
         self.meta_cache.written(self.db.latest_sequence_number(), self.applier.meta());
+        self.applier.batch_written();
         Ok(())
     }
 
