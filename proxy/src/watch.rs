@@ -189,6 +189,9 @@ impl WatchHub {
                     continue;
                 }
                 let mut local = Local { watch_id: id, start, out, created_sent: false };
+                // Counted before its created answer goes out: whoever reads the gauges after
+                // that answer sees this watcher.
+                self.add_counts(1, 0);
                 if st.created.is_some() {
                     let position = st.next_rev;
                     if start == 0 {
@@ -200,7 +203,6 @@ impl WatchHub {
                 }
                 st.watchers.insert((client, id), local);
                 drop(st);
-                self.add_counts(1, 0);
                 return b;
             }
         }

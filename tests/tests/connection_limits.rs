@@ -20,6 +20,27 @@ fn refused(addr: &str) -> Vec<u8> {
     out
 }
 
+/// A keep-alive connection to the HTTP port that has been answered (so the server holds a slot
+/// for it), or None if the server closed it instead.
+fn served_http(addr: &str) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("the server neither answered nor closed the connection: {e}")
+            }
+            Ok(0) | Err(_) => return None,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    Some(s)
+}
+
 #[test]
 fn connections_past_the_limit_are_closed_and_logged() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,12 +70,24 @@ fn connections_past_the_limit_are_closed_and_logged() {
     assert!(served, "a freed slot is given to the next client");
     assert_eq!(b.cmd(&["PING"]), "+PONG\r\n", "connections within the limit are untouched");
 
-    // The client port: two idle connections take the slots; a third is closed at once.
+    // The client port: two connections that were answered hold the slots; a third is closed at
+    // once. (The readiness probe's connection may still hold a slot for a moment after it
+    // closed, so a connection refused for it is replaced.)
     let addr = server.url().trim_start_matches("http://").to_string();
-    let _x = TcpStream::connect(&addr).unwrap();
-    let _y = TcpStream::connect(&addr).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        if held.len() == 2 {
+            break;
+        }
+        match served_http(&addr) {
+            Some(conn) => held.push(conn),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    assert_eq!(held.len(), 2, "two connections are served within the limit");
     assert!(refused(&addr).is_empty(), "nothing is said on the HTTP/gRPC port, the connection is closed");
+    assert!(served_http(&addr).is_none(), "still refused while both slots are held");
+    drop(held);
 
     server.stop();
     let log = server.log();
