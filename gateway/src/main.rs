@@ -34,9 +34,15 @@ fn main() -> ExitCode {
     }
     config::import_etcd_env();
     let flags = Flags::parse();
+    // openraft at warn at most. Its responder warns whenever the caller of `client_write` has
+    // stopped waiting, which is every entry the state machine answers directly (`direct_answers`
+    // in cairn-raft): one warning per write entry, nothing wrong.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(format!("{},openraft=warn", flags.log_level))
+            tracing_subscriber::EnvFilter::try_new(format!(
+                "{},openraft=warn,openraft::raft::responder=error",
+                flags.log_level
+            ))
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)

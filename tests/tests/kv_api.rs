@@ -124,3 +124,29 @@ fn reads_during_writes_carry_their_snapshots_revision() {
         assert_eq!((last.header().unwrap().revision(), last.kvs()[0].value()), (302, &b"300"[..]));
     });
 }
+
+/// A lone member that starts, takes writes of every kind and stops has nothing to warn about:
+/// its log at the default level holds no warning or error (a warning per write would bury the
+/// ones that matter, and cost a formatted line and a write to stderr each).
+#[test]
+fn writes_leave_the_log_free_of_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Cairn::start(&dir.path().join("data"));
+    runtime().block_on(async {
+        let mut c = etcd_client::Client::connect([server.url()], None).await.unwrap();
+        for i in 0..20 {
+            c.put(format!("k{i}"), "v", None).await.unwrap();
+        }
+        let txn = Txn::new().when([Compare::version("k0", CompareOp::Greater, 0)]).and_then([TxnOp::delete("k1", None)]);
+        assert!(c.txn(txn).await.unwrap().succeeded());
+        c.delete("k2", None).await.unwrap();
+        let lease = c.lease_grant(60, None).await.unwrap().id();
+        c.put("leased", "v", Some(PutOptions::new().with_lease(lease))).await.unwrap();
+        c.lease_revoke(lease).await.unwrap();
+        assert_eq!(c.get("k3", None).await.unwrap().kvs()[0].value(), b"v");
+    });
+    server.stop();
+    let log = server.log();
+    let noisy: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    assert!(noisy.is_empty(), "{} warnings or errors:\n{}", noisy.len(), noisy.join("\n"));
+}
