@@ -80,10 +80,27 @@ pub const LEARNER_PROMOTIONS: &str = "etcd_server_learner_promote_successes";
 
 /// etcd exports each store operation counter twice, under `etcd_mvcc_` and the older
 /// `etcd_debugging_mvcc_`; dashboards use either.
+///
+/// The handles are looked up in the recorder once (on the first count, after the server has
+/// installed its recorder): a lookup hashes the name under a lock, and reads and puts count on
+/// every request.
 pub fn count_op(name: &'static str) {
-    counter!(name).increment(1);
-    if let Some(alias) = debugging_alias(name) {
-        counter!(alias).increment(1);
+    static HANDLES: std::sync::OnceLock<Vec<(&'static str, metrics::Counter, Option<metrics::Counter>)>> =
+        std::sync::OnceLock::new();
+    let handles = HANDLES.get_or_init(|| {
+        [PUT_TOTAL, DELETE_TOTAL, TXN_TOTAL, RANGE_TOTAL]
+            .into_iter()
+            .map(|op| (op, counter!(op), debugging_alias(op).map(|alias| counter!(alias))))
+            .collect()
+    });
+    match handles.iter().find(|(op, _, _)| *op == name) {
+        Some((_, counter, alias)) => {
+            counter.increment(1);
+            if let Some(alias) = alias {
+                alias.increment(1);
+            }
+        }
+        None => counter!(name).increment(1),
     }
 }
 
