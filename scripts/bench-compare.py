@@ -15,7 +15,8 @@ Servers get free 127.0.0.1 ports and temporary data dirs on the real disk, and a
 stopped (also on Ctrl-C). Prints a table of Cairn/etcd ratios and writes every raw report as
 JSON (--out). With --rounds N the workloads run N times, the systems' order swapped each
 round, so that a machine that drifts (a build finishing, a noisy neighbour) favours neither;
-the table then shows medians and every round's ratio.
+the table then shows medians and every round's ratio. With --pin the servers and the load
+generator run on separate CPUs, as when the clients are on other machines.
 
 Usage:
   cargo build --release --workspace --bins
@@ -42,6 +43,14 @@ import ack_order  # scripts/ack_order.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCS = []  # every server process started, stopped at exit
+# --pin: the CPUs servers may run on and those the load generator may run on (None: any).
+CPUS = {"server": None, "client": None}
+
+
+def pinned(role):
+    """A preexec_fn that keeps the child on the CPUs --pin gave `role`, or None."""
+    cpus = CPUS[role]
+    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
 
 
 def log(msg):
@@ -71,7 +80,8 @@ def free_port():
 
 def start(cmd, logfile):
     f = open(logfile, "ab")
-    p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                         preexec_fn=pinned("server"))
     PROCS.append(p)
     return p
 
@@ -214,7 +224,7 @@ def bench(bench_bin, endpoints, workload, clients, conns, duration=None, total=N
            "--key-size", "8", "--val-size", "256", "--json", "--no-progress"]
     cmd += ["--duration", duration] if total is None else ["--total", str(total)]
     cmd += list(extra) + workload
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=pinned("client"))
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip()}")
     return json.loads(r.stdout)
@@ -259,13 +269,14 @@ def run_workloads(cluster, bench_bin, duration, results, label):
         results.setdefault(key, {})[cluster.system] = rep
         log(f"          {rep['throughput']:.0f} req/s  p50 {rep['latency_ms']['p50']:.2f} ms  "
             f"p99 {rep['latency_ms']['p99']:.2f} ms  errors {rep['errors']}  "
-            f"server CPU {rep['server_cpu_us_per_request']:.0f} us/req  bench CPU {rep['bench_cpu_us_per_request']:.0f} us/req")
+            f"server CPU {rep['server_cpu_us_per_request']:.0f} us/req  bench CPU {rep['bench_cpu_us_per_request']:.0f} us/req  "
+            f"cores busy {cores_busy(rep)}")
 
 
 def redis_benchmark(port, requests):
     r = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "set,get",
                         "-n", str(requests), "-c", "50", "-d", "256", "--csv"],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, preexec_fn=pinned("client"))
     out = {}
     for line in r.stdout.splitlines():
         cols = [c.strip('"') for c in line.split(",")]
@@ -338,6 +349,15 @@ def etcd35_path():
         return None
 
 
+def cpu_list(text):
+    """The CPUs of a taskset-style list: 0, 2-3, 0,2-3."""
+    cpus = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
 def ratio(a, b):
     return a / b if a and b else float("nan")
 
@@ -358,10 +378,23 @@ def main():
     ap.add_argument("--rounds", type=int, default=1,
                     help="run the workloads this many times, the systems' order swapped every round "
                          "(Cairn first, then etcd first, ...); the tables show medians and each round's ratio")
+    ap.add_argument("--pin", default=None, metavar="SERVER_CPUS/CLIENT_CPUS",
+                    help="run the servers on some CPUs and the load generator on the others, e.g. 1/0 "
+                         "or 2-3/0-1 (as taskset -c): each side then has cores of its own, as when the "
+                         "clients are on other machines; by default all share every CPU")
     ap.add_argument("--data-root", default=None, help="parent of the data dirs (default: system temp dir)")
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench-compare.json"))
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
+    if a.pin:
+        try:
+            server, client = a.pin.split("/")
+            CPUS["server"], CPUS["client"] = cpu_list(server), cpu_list(client)
+        except ValueError:
+            sys.exit(f"--pin {a.pin}: want SERVER_CPUS/CLIENT_CPUS, e.g. 1/0 or 2-3/0-1")
+        if CPUS["server"] & CPUS["client"] or not (CPUS["server"] | CPUS["client"]) <= os.sched_getaffinity(0):
+            sys.exit(f"--pin {a.pin}: the two sides must be disjoint sets of this machine's CPUs "
+                     f"{sorted(os.sched_getaffinity(0))}")
 
     cairn = a.cairn or os.path.join(ROOT, "target", a.profile, "cairn")
     bench_bin = os.path.join(ROOT, "target", a.profile, "cairn-bench")
@@ -375,7 +408,8 @@ def main():
     out = {"machine": machine(), "duration": a.duration, "profile": a.profile,
            "versions": {"etcd35": version([a.etcd, "--version"]),
                         "redis": version(["redis-server", "--version"])},
-           "results": {}, "rounds": [], "rss_mb": {}, "restart": {}, "redis": {}}
+           "results": {}, "rounds": [], "rss_mb": {}, "restart": {}, "redis": {},
+           "pin": {k: sorted(v) for k, v in CPUS.items()} if a.pin else None}
     out["fsync_ms"] = fsync_ms(a.data_root)
     log(f"  fdatasync on the data disk: {out['fsync_ms']}")
     one_node = systems + ([("etcd34", a.etcd34)] if a.etcd34 else [])
@@ -502,6 +536,16 @@ def cpu_us(rep):
     return "" if v is None else f"{v:.0f}"
 
 
+def cores_busy(rep):
+    """How many cores the servers and the load generator kept busy (CPU per request times
+    requests per second): one side at the number of cores it may use is saturated, and then
+    bounds the rate."""
+    s, c = rep.get("server_cpu_us_per_request"), rep.get("bench_cpu_us_per_request")
+    if s is None or c is None:
+        return ""
+    return f"{s * rep['throughput'] / 1e6:.2f}+{c * rep['throughput'] / 1e6:.2f}"
+
+
 def print_table(out):
     res = out["results"]
     m = out["machine"]
@@ -510,6 +554,8 @@ def print_table(out):
           f"fdatasync (preallocated file) p50 {out.get('fsync_ms', {}).get('p50', 0):.2f} ms, p99 {out.get('fsync_ms', {}).get('p99', 0):.2f} ms; "
           f"appending: {out.get('fsync_ms', {}).get('append')}")
     print(f"versions: {out['versions']}")
+    if out.get("pin"):
+        print(f"pinned: servers on CPUs {out['pin']['server']}, the load generator on CPUs {out['pin']['client']}")
     for system, r in out.get("ack_order", {}).items():
         print(f"{system}: {r['answered_before_on_disk']} of {r['puts']} one-node puts answered before their log entry "
               f"was on disk (strace; scripts/ack_order.py)")
@@ -517,9 +563,9 @@ def print_table(out):
     rounds = len(out.get("rounds") or [None])
     if rounds > 1:
         print(f"{rounds} rounds, the systems' order swapped every round: medians, and each round's ratio")
-    print(f"| workload | Cairn req/s | etcd req/s | ratio | Cairn p50/p99 ms | etcd p50/p99 ms | p99 ratio | server CPU us/req C/E | errors C/E |"
+    print(f"| workload | Cairn req/s | etcd req/s | ratio | Cairn p50/p99 ms | etcd p50/p99 ms | p99 ratio | server CPU us/req C/E | cores busy server+client C / E | errors C/E |"
           + (" ratio per round |" if rounds > 1 else ""))
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if rounds > 1 else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if rounds > 1 else ""))
     # etcd 3.5 first; then etcd 3.4, which waits for its WAL fsync on one node too (the
     # like-for-like durability there).
     for etcd, suffix in (("etcd35", ""), ("etcd34", " vs etcd 3.4")):
@@ -531,7 +577,8 @@ def print_table(out):
             per_round = by.get("round_ratios", []) if etcd == "etcd35" else []
             print(f"| {key}{suffix} | {c['throughput']:.0f} | {e['throughput']:.0f} | {ratio(c['throughput'], e['throughput']):.2f} "
                   f"| {cl['p50']:.2f} / {cl['p99']:.2f} | {el['p50']:.2f} / {el['p99']:.2f} "
-                  f"| {ratio(cl['p99'], el['p99']):.2f} | {cpu_us(c)} / {cpu_us(e)} | {c['errors']}/{e['errors']} |"
+                  f"| {ratio(cl['p99'], el['p99']):.2f} | {cpu_us(c)} / {cpu_us(e)} | {cores_busy(c)} / {cores_busy(e)} "
+                  f"| {c['errors']}/{e['errors']} |"
                   + (f" {' '.join(f'{x:.2f}' for x in per_round)} |" if rounds > 1 else ""))
     if out["rss_mb"]:
         print("\n| RSS after the workloads (MB) | Cairn | etcd | ratio |\n|---|---:|---:|---:|")
