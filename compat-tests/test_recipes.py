@@ -261,12 +261,28 @@ def lock_etcd3(srv, tmp_path):
     intervals, errors = [], []
     clients = [make_client(ep) for _ in range(N)]
 
+    # etcd3 0.12's Lock.acquire, after its txn finds the lock held, watches the key from the
+    # current revision (`watch_once`), not from the revision its txn saw. A release that lands
+    # between the two is never seen: the waiter sleeps until the key changes again or its
+    # timeout ends (seen once here: the last waiter stalled 60 s, though the store's history
+    # showed every release). So acquire is called with a short timeout, again until an overall
+    # deadline; what the recipe relies on (exclusion, every increment, no key left) is checked
+    # as before.
+    ACQUIRE_TRY, ACQUIRE_DEADLINE = 3, 60
+
+    def acquire(lock) -> bool:
+        deadline = time.monotonic() + ACQUIRE_DEADLINE
+        while time.monotonic() < deadline:
+            if lock.acquire(timeout=ACQUIRE_TRY):
+                return True
+        return False
+
     def contender(i):
         c = clients[i]
         try:
             for r in range(ROUNDS):
                 lock = c.lock("counter", ttl=20)
-                if not lock.acquire(timeout=60):
+                if not acquire(lock):
                     errors.append(f"thread {i} round {r}: acquire timed out")
                     return
                 t_in = time.monotonic()
