@@ -63,6 +63,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runtime workers on a machine (or in a CPU set) with fewer CPUs.
+const MIN_WORKERS: usize = 2;
+
 /// The server's multi-threaded runtime, without tokio's LIFO slot where the build allows it
 /// (`--cfg tokio_unstable`, set in `.cargo/config.toml`).
 ///
@@ -72,9 +75,20 @@ fn main() -> ExitCode {
 /// clients. Without the slot the woken connection tasks queue behind the other answered
 /// streams and each sends all of its connection's answers together: 0.18 `writev` per put,
 /// server CPU per put 47-68 -> 44-51 us, serializable reads 24-26 -> 18.5-20 us (BENCHMARKS.md, run 5).
+///
+/// At least two workers, also where the server may use only one CPU (`taskset`, a container's
+/// CPU quota): the Raft log's append blocks the worker it runs on for its fsync
+/// (`cairn_raft::log_store`), and with a single worker every connection waited for it. Measured
+/// with the server pinned to one CPU, 1,000 clients putting: p99 136-146 ms with one worker,
+/// 82 ms with two, the same throughput and lone-put latency (BENCHMARKS.md, after run 9).
+/// `TOKIO_WORKER_THREADS` in the environment still decides when set.
 fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cpus = std::thread::available_parallelism().map_or(MIN_WORKERS, |n| n.get());
+        builder.worker_threads(cpus.max(MIN_WORKERS));
+    }
     #[cfg(tokio_unstable)]
     builder.disable_lifo_slot();
     builder.build()
@@ -128,6 +142,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         name = node.name(),
         member_id = format!("{:x}", node.member_id()),
         cluster_id = format!("{:x}", node.cluster_id()),
+        runtime_workers = tokio::runtime::Handle::current().metrics().num_workers(),
         "ready to serve client requests on {}",
         flags.listen_client_urls.join(",")
     );

@@ -293,7 +293,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         // Blocks this runtime thread for one fsync (a fraction of a millisecond on an SSD);
-        // the task that awaits it, openraft's core, could not go on before it anyway.
+        // the task that awaits it, openraft's core, could not go on before it anyway. The
+        // server runs at least two workers, so the others serve connections meanwhile.
         let started = std::time::Instant::now();
         let sizes = self.write_entries(&entries)?;
         metrics::histogram!(crate::metrics::WAL_FSYNC).record(started.elapsed().as_secs_f64());
