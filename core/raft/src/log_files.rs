@@ -12,7 +12,7 @@
 //! makes the next `fdatasync` commit the filesystem's journal too. Measured here, 8 KiB appends
 //! (a batch of puts under load) each followed by `fdatasync`: p50 0.14 ms into fallocated space,
 //! as slow as growing the file, against 0.10 ms into zeroes written beforehand; one node's puts
-//! at 100 clients, its server on a core of its own: 22-24k/s against 18.6-18.9k/s. The zeroes
+//! at 100 clients, its server on a core of its own: 22.9-24.8k/s against 19.0-20.9k/s. The zeroes
 //! cost a second write of the log's bytes, and the append that crosses into a new stretch also
 //! writes the next MiB of zeroes (about 1.3 ms here) before its fsync.
 //!
